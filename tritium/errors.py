@@ -1,0 +1,106 @@
+"""One error hierarchy for the whole product.
+
+Every error a user can cause or meet is a :class:`TritiumError`. Each class carries the CLI exit
+code, the HTTP status and the gRPC status it maps to, so the CLI, the gateway's exception handlers
+and its gRPC servicer translate errors in one place and never build error responses themselves.
+"""
+
+from __future__ import annotations
+
+
+class TritiumError(Exception):
+    """Root of every error Tritium raises on purpose."""
+
+    exit_code = 1
+    http_status = 500
+    grpc_status = "INTERNAL"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        return f"{self.message} — {self.hint}" if self.hint else self.message
+
+
+class UserInputError(TritiumError):
+    """The user gave something wrong: a recipe, a file, a tensor, a route."""
+
+    exit_code = 2
+    http_status = 400
+    grpc_status = "INVALID_ARGUMENT"
+
+
+class RecipeError(UserInputError):
+    """A recipe file that does not parse or does not validate."""
+
+
+class ModelSourceError(UserInputError):
+    """The model named by a recipe cannot be found, imported or loaded."""
+
+
+class DatasetError(UserInputError):
+    """A validation or calibration set that is missing or does not match the inputs."""
+
+
+class ExportError(TritiumError):
+    """Exporting or converting a model failed, or the export is wrong."""
+
+    exit_code = 3
+    http_status = 422
+    grpc_status = "FAILED_PRECONDITION"
+
+
+class BudgetError(TritiumError):
+    """No variant met the accuracy budget: nothing was written."""
+
+    exit_code = 4
+    http_status = 422
+    grpc_status = "FAILED_PRECONDITION"
+
+
+class RepositoryError(TritiumError):
+    """The model repository is not in a state we can read or write."""
+
+    exit_code = 5
+    http_status = 409
+    grpc_status = "FAILED_PRECONDITION"
+
+
+class NotFoundError(UserInputError):
+    """A model, version, route or file that does not exist."""
+
+    http_status = 404
+    grpc_status = "NOT_FOUND"
+
+
+class AuthError(TritiumError):
+    """Missing or invalid credentials."""
+
+    exit_code = 2
+    http_status = 401
+    grpc_status = "UNAUTHENTICATED"
+
+
+class ForbiddenError(AuthError):
+    http_status = 403
+    grpc_status = "PERMISSION_DENIED"
+
+
+class PayloadTooLargeError(UserInputError):
+    http_status = 413
+    grpc_status = "RESOURCE_EXHAUSTED"
+
+
+class UnavailableError(TritiumError):
+    """A dependency (Triton, Docker, a port) is not there or not ready."""
+
+    exit_code = 6
+    http_status = 503
+    grpc_status = "UNAVAILABLE"
+
+
+class UpstreamTimeoutError(UnavailableError):
+    http_status = 504
+    grpc_status = "DEADLINE_EXCEEDED"
