@@ -101,6 +101,14 @@ class UnavailableError(TritiumError):
     grpc_status = "UNAVAILABLE"
 
 
+class UpstreamError(TritiumError):
+    """A dependency answered with a failure of its own (e.g. a model that raised in Triton)."""
+
+    exit_code = 6
+    http_status = 502
+    grpc_status = "INTERNAL"
+
+
 class UpstreamTimeoutError(UnavailableError):
     http_status = 504
     grpc_status = "DEADLINE_EXCEEDED"

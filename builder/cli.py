@@ -1,0 +1,136 @@
+"""`tritium build`, `tritium models list` and `tritium models show`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+RepositoryOption = Annotated[
+    Path, typer.Option("--repository", "-r", help="Triton model repository", envvar="TRITIUM_REPOSITORY")
+]
+
+
+def build(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file")],
+    repository: RepositoryOption = Path("model_repository"),
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Folder for the report (default builds/<name>/<build id>)"),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output")] = False,
+) -> None:
+    """Build a recipe: baseline, export, optimize, validate, profile, write versions, report."""
+    from builder.pipeline import build_recipe
+    from builder.report import _rows
+
+    result = build_recipe(recipe, repository=repository, output_dir=output, show_progress=not quiet)
+    table = Table(title=f"{result.recipe.recipe.name}: build {result.build_id} ({result.seconds:.0f} s)")
+    rows = _rows(result)
+    for header in rows[0]:
+        table.add_column(header, overflow="fold")
+    styles = {"accepted": "green", "rejected": "red", "failed": "dim"}
+    for row in rows:
+        table.add_row(*[_cell(v) for v in row.values()], style=styles.get(row["status"]))
+    console.print(table)
+    console.print(f"written: {result.written}")
+    console.print(f"report: {result.reports['markdown']}  plot: {result.reports.get('plot')}")
+
+
+def _cell(value: object) -> str:
+    from builder.report import _fmt
+
+    return _fmt(value)
+
+
+def models_list(repository: RepositoryOption = Path("model_repository")) -> None:
+    """List the models and versions in a repository."""
+    from builder.repository import list_models
+
+    models = list_models(repository)
+    if not models:
+        console.print(f"no models in {repository}")
+        return
+    table = Table(title=str(repository))
+    for column in ("model", "platform", "version", "variant", "metric", "size MB", "served", "created"):
+        table.add_column(column)
+    for model in models:
+        for version in model.versions:
+            lineage = version.lineage
+            metric = lineage.get("metric", {})
+            table.add_row(
+                model.name,
+                model.config.platform,
+                str(version.version),
+                lineage.get("variant", "?"),
+                f"{metric.get('name', '')} {metric.get('value', float('nan')):.4f}" if metric else "—",
+                f"{lineage.get('size_bytes', 0) / 1e6:.2f}",
+                "yes" if version.served else "no",
+                lineage.get("created_at", ""),
+            )
+    console.print(table)
+
+
+def models_show(
+    name: Annotated[str, typer.Argument(help="Model name")],
+    repository: RepositoryOption = Path("model_repository"),
+    version: Annotated[
+        int | None, typer.Option("--version", "-v", help="Show one version's full lineage")
+    ] = None,
+) -> None:
+    """Show a model's config and each version's lineage."""
+    from builder.repository import read_model
+    from builder.triton_config import to_pbtxt
+    from tritium.errors import NotFoundError
+
+    model = read_model(repository, name)
+    if version is not None:
+        match = [v for v in model.versions if v.version == version]
+        if not match:
+            raise NotFoundError(
+                f"model {name!r} has no version {version}",
+                hint=f"versions: {[v.version for v in model.versions]}",
+            )
+        console.print_json(json.dumps(match[0].lineage))
+        return
+    console.rule(f"{name} — config.pbtxt")
+    console.print(to_pbtxt(model.config), highlight=False)
+    table = Table(title=f"{name}: lineage")
+    for column in (
+        "version",
+        "variant",
+        "parent",
+        "metric (drop)",
+        "size MB",
+        "p50 ms b1",
+        "steps",
+        "source sha256",
+    ):
+        table.add_column(column, overflow="fold")
+    for v in model.versions:
+        lineage = v.lineage
+        metric = lineage.get("metric", {})
+        b1 = next((p["p50_ms"] for p in lineage.get("latency", []) if p["batch_size"] == 1), None)
+        table.add_row(
+            str(v.version),
+            lineage.get("variant", "?"),
+            str(lineage.get("parent_version") or "—"),
+            f"{metric.get('value', float('nan')):.4f} ({metric.get('drop', 0):+.4f})" if metric else "—",
+            f"{lineage.get('size_bytes', 0) / 1e6:.2f}",
+            f"{b1:.3f}" if b1 is not None else "—",
+            " → ".join(s["name"] for s in lineage.get("steps", [])),
+            lineage.get("source", {}).get("sha256", "")[:12],
+        )
+    console.print(table)
+
+
+def register(app: typer.Typer, models_app: typer.Typer) -> None:
+    app.command("build")(build)
+    models_app.command("list")(models_list)
+    models_app.command("show")(models_show)

@@ -1,0 +1,404 @@
+"""The build recipe: a YAML file validated by pydantic, every error naming the field.
+
+Relative paths in a recipe are resolved against the recipe's own folder, so a recipe and its
+artifacts can move together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tritium.errors import RecipeError
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DType(str, Enum):
+    """Tensor element types, spelled as Triton spells them (``TYPE_`` prefix dropped)."""
+
+    FP32 = "FP32"
+    FP16 = "FP16"
+    INT64 = "INT64"
+    INT32 = "INT32"
+    INT8 = "INT8"
+    UINT8 = "UINT8"
+    BOOL = "BOOL"
+
+    @property
+    def numpy(self) -> str:
+        return {
+            "FP32": "float32",
+            "FP16": "float16",
+            "INT64": "int64",
+            "INT32": "int32",
+            "INT8": "int8",
+            "UINT8": "uint8",
+            "BOOL": "bool",
+        }[self.value]
+
+    @classmethod
+    def from_numpy(cls, dtype: object) -> DType:
+        import numpy as np
+
+        name = np.dtype(dtype).name
+        for member in cls:
+            if member.numpy == name:
+                return member
+        raise ValueError(f"no Triton type for numpy dtype {name}")
+
+
+Dim = int | str
+"""A dimension: a fixed size, or the name of a dynamic axis (``batch``, ``sequence``)."""
+
+
+class InputSpec(_Strict):
+    name: str
+    dtype: DType
+    shape: list[Dim] = Field(min_length=1, description="Full shape, batch axis first, e.g. [batch, 1, 8, 8]")
+    range: tuple[float, float] | None = Field(
+        default=None, description="Example value range [low, high) used to make export and profiling inputs"
+    )
+
+    @field_validator("shape")
+    @classmethod
+    def _dims(cls, shape: list[Dim]) -> list[Dim]:
+        for dim in shape:
+            if isinstance(dim, int) and dim < 1:
+                raise ValueError(f"fixed dims must be >= 1, got {dim}")
+            if isinstance(dim, str) and not _NAME.match(dim):
+                raise ValueError(f"dynamic dim names must be identifiers, got {dim!r}")
+        return shape
+
+    @property
+    def dynamic_axes(self) -> dict[int, str]:
+        return {i: d for i, d in enumerate(self.shape) if isinstance(d, str)}
+
+
+class OutputSpec(_Strict):
+    name: str
+
+
+class TorchFactorySource(_Strict):
+    """A PyTorch model built by ``package.module:function`` (optionally loading a state dict)."""
+
+    kind: Literal["pytorch"] = "pytorch"
+    factory: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    state_dict: Path | None = None
+    kwargs: dict[str, object] = Field(default_factory=dict)
+
+
+class TorchScriptSource(_Strict):
+    kind: Literal["torchscript"] = "torchscript"
+    path: Path
+
+
+class OnnxSource(_Strict):
+    kind: Literal["onnx"] = "onnx"
+    path: Path
+
+
+Source = Annotated[TorchFactorySource | TorchScriptSource | OnnxSource, Field(discriminator="kind")]
+
+
+class NpzDataset(_Strict):
+    """An ``.npz`` with one array per model input (named like the inputs) and optional labels."""
+
+    kind: Literal["npz"] = "npz"
+    path: Path
+    labels: str | None = Field(default="labels", description="Array holding the labels; null for none")
+    batch_size: int = Field(default=64, ge=1)
+    limit: int | None = Field(default=None, ge=1, description="Use at most this many samples")
+
+
+class FactoryDataset(_Strict):
+    """A ``package.module:function`` returning an iterable of ``(inputs: dict, labels | None)``."""
+
+    kind: Literal["factory"] = "factory"
+    factory: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    kwargs: dict[str, object] = Field(default_factory=dict)
+
+
+Dataset = Annotated[NpzDataset | FactoryDataset, Field(discriminator="kind")]
+
+
+class MetricName(str, Enum):
+    TOP1 = "top1"  # accuracy of argmax against integer labels
+    COSINE = "cosine"  # mean cosine similarity of outputs to the baseline's outputs
+    MAX_ABS_ERROR = "max_abs_error"  # max |output - baseline output| (lower is better)
+    NEIGHBOR_TOP1 = "neighbor_top1"  # retrieval: nearest other sample shares the label
+
+
+class MetricCheck(_Strict):
+    metric: MetricName
+    budget: float = Field(ge=0, description="Largest allowed drop vs the baseline (absolute)")
+    output: str | None = Field(default=None, description="Output to score; default: the first output")
+
+
+class ValidationSpec(_Strict):
+    dataset: Dataset
+    metric: MetricName
+    checks: list[MetricCheck] = Field(
+        default_factory=list, description="More metrics every variant must keep within their budgets"
+    )
+    output: str | None = None
+
+
+class CalibrationMethod(str, Enum):
+    MINMAX = "minmax"
+    ENTROPY = "entropy"
+    PERCENTILE = "percentile"
+
+
+class GraphOptimization(str, Enum):
+    NONE = "none"
+    BASIC = "basic"  # ORT basic level: constant folding, redundant nodes; standard ONNX ops only
+    TRANSFORMER = "transformer"  # ORT transformers optimizer: fused Attention/LayerNorm/Gelu
+
+
+class _Variant(_Strict):
+    name: str | None = Field(default=None, description="Variant name in reports and lineage")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str | None) -> str | None:
+        if name is not None and not _NAME.match(name):
+            raise ValueError("use letters, digits, '.', '_' or '-' (max 64)")
+        return name
+
+
+class OnnxFp32Variant(_Variant):
+    kind: Literal["onnx-fp32"] = "onnx-fp32"
+    optimization: GraphOptimization = GraphOptimization.BASIC
+    num_heads: int | None = Field(default=None, ge=1, description="For the transformer optimizer")
+    hidden_size: int | None = Field(default=None, ge=1, description="For the transformer optimizer")
+    model_type: str = "bert"
+
+    @model_validator(mode="after")
+    def _transformer_needs_shape(self) -> OnnxFp32Variant:
+        if self.optimization is GraphOptimization.TRANSFORMER and not (self.num_heads and self.hidden_size):
+            raise ValueError("optimization 'transformer' needs num_heads and hidden_size")
+        return self
+
+
+class OnnxInt8DynamicVariant(_Variant):
+    kind: Literal["onnx-int8-dynamic"] = "onnx-int8-dynamic"
+    per_channel: bool = False
+    reduce_range: bool = False
+
+
+class CalibrationSpec(_Strict):
+    dataset: Dataset
+    method: CalibrationMethod = CalibrationMethod.MINMAX
+    samples: int = Field(default=256, ge=1)
+    percentile: float = Field(default=99.999, gt=0, le=100)
+
+
+class OnnxInt8StaticVariant(_Variant):
+    kind: Literal["onnx-int8-static"] = "onnx-int8-static"
+    calibration: CalibrationSpec
+    per_channel: bool = True
+
+
+class OnnxFp16Variant(_Variant):
+    kind: Literal["onnx-fp16"] = "onnx-fp16"
+
+
+class TorchScriptVariant(_Variant):
+    kind: Literal["torchscript"] = "torchscript"
+    method: Literal["trace", "script"] = "trace"
+
+
+Variant = Annotated[
+    OnnxFp32Variant | OnnxInt8DynamicVariant | OnnxInt8StaticVariant | OnnxFp16Variant | TorchScriptVariant,
+    Field(discriminator="kind"),
+]
+
+
+def variant_name(variant: _Variant) -> str:
+    if variant.name:
+        return variant.name
+    name = variant.kind.removeprefix("onnx-")
+    if getattr(variant, "per_channel", False) and variant.kind == "onnx-int8-dynamic":
+        name += "-per-channel"
+    return name
+
+
+class InstanceGroup(_Strict):
+    count: int = Field(default=1, ge=1)
+    kind: Literal["cpu", "gpu", "auto"] = "cpu"
+    gpus: list[int] | None = None
+
+
+class TritonSettings(_Strict):
+    max_batch_size: int = Field(default=32, ge=0)
+    max_queue_delay_microseconds: int | None = Field(
+        default=500, ge=0, description="Dynamic batching queue delay; null disables dynamic batching"
+    )
+    instance_groups: list[InstanceGroup] = Field(default_factory=lambda: [InstanceGroup()])
+    warmup: bool = True
+    serve_versions: int = Field(default=8, ge=1, description="How many latest versions Triton keeps loaded")
+    gpu_accelerator: Literal["none", "tensorrt"] = Field(
+        default="none", description="Ask Triton's onnxruntime backend for TensorRT on a GPU node"
+    )
+    tensorrt_precision: Literal["FP32", "FP16", "INT8"] = "FP16"
+
+
+class ProfileSettings(_Strict):
+    batch_sizes: list[int] | None = Field(
+        default=None, description="Batch sizes to profile; default powers of two up to max_batch_size"
+    )
+    fixed_dims: dict[str, int] = Field(
+        default_factory=dict,
+        description="Size of each dynamic non-batch axis when profiling, e.g. sequence: 128",
+    )
+    warmup: int = Field(default=2, ge=0)
+    iterations: int = Field(default=20, ge=1)
+    max_seconds_per_point: float = Field(default=3.0, gt=0)
+    threads: int | None = Field(default=None, ge=1, description="Intra-op threads; default all cores")
+
+
+class ExportSettings(_Strict):
+    opset: int = Field(default=17, ge=11)
+    verify_batch_sizes: list[int] = Field(default_factory=lambda: [1, 3, 8])
+    verify_dims: dict[str, list[int]] = Field(
+        default_factory=dict,
+        description="Sizes to verify for each dynamic non-batch axis, e.g. sequence: [7, 32]",
+    )
+    atol: float = Field(default=1e-4, gt=0)
+    rtol: float = Field(default=1e-3, ge=0)
+
+
+class Recipe(_Strict):
+    name: str = Field(description="Triton model name")
+    description: str = ""
+    source: Source
+    inputs: list[InputSpec] = Field(min_length=1)
+    outputs: list[OutputSpec] = Field(min_length=1)
+    validation: ValidationSpec
+    budget: float = Field(ge=0, description="Largest allowed drop of the metric vs the baseline (absolute)")
+    variants: list[Variant] = Field(min_length=1)
+    triton: TritonSettings = Field(default_factory=TritonSettings)
+    profile: ProfileSettings = Field(default_factory=ProfileSettings)
+    export: ExportSettings = Field(default_factory=ExportSettings)
+
+    @field_validator("name")
+    @classmethod
+    def _model_name(cls, name: str) -> str:
+        if not _NAME.match(name):
+            raise ValueError("use letters, digits, '.', '_' or '-' (max 64), starting with a letter")
+        return name
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Recipe:
+        names = [variant_name(v) for v in self.variants]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"variant names must be unique, repeated: {duplicates}; give each a 'name'")
+        input_names = [i.name for i in self.inputs]
+        if len(set(input_names)) != len(input_names):
+            raise ValueError("input names must be unique")
+        outputs = {o.name for o in self.outputs}
+        for where, output in [("validation.output", self.validation.output)] + [
+            (f"validation.checks[{i}].output", c.output) for i, c in enumerate(self.validation.checks)
+        ]:
+            if output is not None and output not in outputs:
+                raise ValueError(f"{where}: {output!r} is not a declared output ({sorted(outputs)})")
+        if self.triton.max_batch_size > 0:
+            for spec in self.inputs:
+                if not isinstance(spec.shape[0], str):
+                    raise ValueError(
+                        f"input {spec.name!r}: with max_batch_size > 0 the first dim must be a dynamic "
+                        f"batch axis (e.g. 'batch'), got {spec.shape[0]}"
+                    )
+        return self
+
+    @property
+    def batch_axis(self) -> str | None:
+        first = self.inputs[0].shape[0]
+        return first if self.triton.max_batch_size > 0 and isinstance(first, str) else None
+
+
+class LoadedRecipe(BaseModel):
+    """A validated recipe plus where it came from (paths resolved, hash for lineage)."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    recipe: Recipe
+    path: Path
+    sha256: str
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, path: Path) -> Path:
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+
+def _format_location(loc: tuple[object, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif (
+            isinstance(item, str)
+            and item.startswith(("pytorch", "torchscript", "onnx", "npz", "factory"))
+            and (parts and not parts[-1].startswith("["))
+        ):
+            continue  # the discriminator tag pydantic adds to the location: not a field
+        else:
+            parts.append(f".{item}" if parts else str(item))
+    return "".join(parts) or "(top level)"
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        where = _format_location(tuple(err["loc"]))
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{source}: unknown field '{where}' (check its spelling or remove it)")
+        elif err["type"] == "missing":
+            lines.append(f"{source}: '{where}' is required")
+        else:
+            lines.append(f"{source}: '{where}': {err['msg']}")
+    return "; ".join(lines)
+
+
+def parse_recipe(data: object, source: str = "recipe") -> Recipe:
+    if not isinstance(data, dict):
+        raise RecipeError(f"{source}: a recipe must be a YAML mapping", hint="see examples/*/recipe.yaml")
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise RecipeError(format_validation_error(exc, source)) from None
+
+
+def load_recipe(path: Path | str) -> LoadedRecipe:
+    path = Path(path).resolve()
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise RecipeError(
+            f"recipe {path} does not exist", hint="pass the path of a recipe YAML file"
+        ) from None
+    except OSError as exc:
+        raise RecipeError(f"recipe {path} cannot be read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise RecipeError(f"{path.name}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    recipe = parse_recipe(data, path.name)
+    return LoadedRecipe(recipe=recipe, path=path, sha256=hashlib.sha256(raw).hexdigest())

@@ -1,0 +1,194 @@
+"""Build reports: Markdown + HTML tables, a PNG plot of metric vs latency vs size, and build.json."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from builder.pipeline import ACCEPTED, BuildResult, VariantResult
+
+
+def _latency_at(result: VariantResult, batch_size: int) -> float | None:
+    for point in result.latency:
+        if point.batch_size == batch_size:
+            return point.p50_ms
+    return None
+
+
+def _rows(outcome: BuildResult) -> list[dict]:
+    large = max((p.batch_size for p in outcome.baseline.latency), default=1)
+    rows = []
+    for result in [outcome.baseline, *outcome.variants]:
+        primary = result.decision.checks[0] if result.decision else None
+        rows.append(
+            {
+                "variant": result.name,
+                "kind": result.kind,
+                "status": result.status,
+                "metric": primary.value if primary else None,
+                "drop": primary.drop if primary else None,
+                "checks": {c.metric: c.value for c in result.decision.checks[1:]} if result.decision else {},
+                "size_mb": result.size_bytes / 1e6 if result.size_bytes else None,
+                "p50_b1_ms": _latency_at(result, 1),
+                f"p50_b{large}_ms": _latency_at(result, large),
+                "version": f"{result.model_name}/{result.version}" if result.version else "",
+                "reason": result.reason if result.status != ACCEPTED else "",
+            }
+        )
+    return rows
+
+
+def _fmt(value: object, digits: int = 4) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v:.4f}" for k, v in value.items()) or "—"
+    return str(value)
+
+
+def _table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    headers = list(rows[0].keys())
+    return headers, [[_fmt(row[h]) for h in headers] for row in rows]
+
+
+def _plot(outcome: BuildResult, path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    large = max((p.batch_size for p in outcome.baseline.latency), default=1)
+    points = []
+    for result in [outcome.baseline, *outcome.variants]:
+        latency = _latency_at(result, large) or _latency_at(result, 1)
+        primary = result.decision.checks[0] if result.decision else None
+        if latency is None and result.evaluation is not None:
+            latency = float("nan")
+        if primary is None:
+            continue
+        points.append((result, latency, primary.value))
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=110)
+    colors = {"baseline": "tab:blue", "accepted": "tab:green", "rejected": "tab:red", "failed": "tab:gray"}
+    for result, latency, value in points:
+        size = (result.size_bytes or 1e6) / 1e6
+        x = latency if latency == latency else 0.0  # NaN (rejected, not profiled) drawn at 0
+        ax.scatter(
+            x,
+            value,
+            s=40 + 8 * size,
+            color=colors.get(result.status, "black"),
+            alpha=0.7,
+            label=result.status,
+        )
+        ax.annotate(
+            f"{result.name}\n{size:.2f} MB", (x, value), textcoords="offset points", xytext=(6, 4), fontsize=8
+        )
+    budget_line = outcome.baseline.decision.checks[0]
+    limit = (
+        budget_line.baseline - budget_line.budget
+        if budget_line.higher_is_better
+        else budget_line.baseline + budget_line.budget
+    )
+    ax.axhline(limit, color="tab:red", linestyle="--", linewidth=1, label="budget limit")
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    ax.legend(unique.values(), unique.keys(), fontsize=8, loc="best")
+    ax.set_xlabel(f"p50 latency at batch {large} (ms); rejected variants are not profiled (x=0)")
+    ax.set_ylabel(budget_line.metric)
+    ax.set_title(f"{outcome.recipe.recipe.name}: metric vs latency (marker area ∝ size)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _build_json(outcome: BuildResult) -> dict:
+    def variant(result: VariantResult) -> dict:
+        return {
+            "name": result.name,
+            "kind": result.kind,
+            "status": result.status,
+            "reason": result.reason,
+            "checks": [
+                {
+                    "metric": c.metric,
+                    "value": c.value,
+                    "baseline": c.baseline,
+                    "drop": c.drop,
+                    "budget": c.budget,
+                    "passed": c.passed,
+                }
+                for c in (result.decision.checks if result.decision else ())
+            ],
+            "size_bytes": result.size_bytes,
+            "latency": [p.as_dict() for p in result.latency],
+            "model": result.model_name,
+            "version": result.version,
+        }
+
+    return {
+        "build_id": outcome.build_id,
+        "recipe": str(outcome.recipe.path),
+        "recipe_sha256": outcome.recipe.sha256,
+        "repository": str(outcome.repository),
+        "seconds": round(outcome.seconds, 2),
+        "export_checks": outcome.export_checks,
+        "baseline": variant(outcome.baseline),
+        "variants": [variant(v) for v in outcome.variants],
+        "written": outcome.written,
+    }
+
+
+def write_reports(outcome: BuildResult) -> dict[str, Path]:
+    out = outcome.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    rows = _rows(outcome)
+    headers, cells = _table(rows)
+    plot = _plot(outcome, out / "variants.png")
+    recipe = outcome.recipe.recipe
+    primary = outcome.baseline.decision.checks[0]
+    title = f"Build {outcome.build_id}: {recipe.name}"
+    summary = (
+        f"Metric **{primary.metric}** (baseline {primary.baseline:.4f}), budget: drop ≤ {recipe.budget}. "
+        f"{len(outcome.accepted)} of {len(outcome.variants)} variants accepted; "
+        f"written: {outcome.written or 'nothing'}. Build time {outcome.seconds:.1f} s."
+    )
+    md = [f"# {title}", "", summary, "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    md += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in cells]
+    if outcome.export_checks:
+        md += [
+            "",
+            "Export verified against the source at: "
+            + ", ".join(
+                "("
+                + ", ".join(f"{k}={v}" for k, v in c.items() if k != "max_abs_error")
+                + f"; err {c['max_abs_error']:.2e})"
+                for c in outcome.export_checks
+            ),
+        ]
+    if plot:
+        md += ["", f"![metric vs latency]({plot.name})"]
+    (out / "report.md").write_text("\n".join(md) + "\n")
+
+    table = "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in headers) + "</tr>"
+    for row, status in zip(cells, (r["status"] for r in rows), strict=True):
+        table += f'<tr class="{status}">' + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+    table += "</table>"
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;
+padding:4px 8px;font-size:13px}}tr.accepted{{background:#eaffea}}tr.rejected{{background:#ffecec}}
+tr.failed{{background:#eee}}</style></head><body><h1>{html.escape(title)}</h1>
+<p>{html.escape(summary.replace("**", ""))}</p>{table}
+{f'<p><img src="{plot.name}" alt="metric vs latency"></p>' if plot else ""}</body></html>"""
+    (out / "report.html").write_text(page)
+    (out / "build.json").write_text(json.dumps(_build_json(outcome), indent=2) + "\n")
+    reports = {"markdown": out / "report.md", "html": out / "report.html", "json": out / "build.json"}
+    if plot:
+        reports["plot"] = plot
+    return reports

@@ -1,0 +1,120 @@
+"""Triton ``config.pbtxt`` generation: pure functions from a recipe to a ModelConfig message.
+
+Built with Triton's own protobuf schema (``tritonclient.grpc.model_config_pb2``) and serialized
+with ``google.protobuf.text_format``, so every field name and enum is Triton's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from google.protobuf import json_format, text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from builder.recipe import DType, InputSpec, Recipe, TritonSettings
+
+_KIND = {"cpu": "KIND_CPU", "gpu": "KIND_GPU", "auto": "KIND_AUTO"}
+
+
+def triton_dtype(dtype: DType) -> str:
+    return {"BOOL": "TYPE_BOOL"}.get(dtype.value, f"TYPE_{dtype.value}")
+
+
+def _dims(shape: Sequence[int | str], batched: bool) -> list[int]:
+    dims = shape[1:] if batched else shape
+    return [d if isinstance(d, int) else -1 for d in dims]
+
+
+def _tensor(name: str, dtype: DType, shape: Sequence[int | str], batched: bool) -> dict:
+    return {"name": name, "data_type": triton_dtype(dtype), "dims": _dims(shape, batched)}
+
+
+def _set_batching(config: dict, settings: TritonSettings) -> None:
+    config["max_batch_size"] = settings.max_batch_size
+    if settings.max_batch_size > 0 and settings.max_queue_delay_microseconds is not None:
+        config["dynamic_batching"] = {"max_queue_delay_microseconds": settings.max_queue_delay_microseconds}
+
+
+def _set_instance_groups(config: dict, settings: TritonSettings) -> None:
+    groups = []
+    for group in settings.instance_groups:
+        entry: dict = {"count": group.count, "kind": _KIND[group.kind]}
+        if group.gpus:
+            entry["gpus"] = group.gpus
+        groups.append(entry)
+    config["instance_group"] = groups
+
+
+def _set_warmup(config: dict, inputs: Sequence[InputSpec], batched: bool, dims: dict[str, int]) -> None:
+    warm_inputs = {}
+    for spec in inputs:
+        concrete = [
+            d if isinstance(d, int) else dims.get(d, 16) for d in (spec.shape[1:] if batched else spec.shape)
+        ]
+        warm_inputs[spec.name] = {"data_type": triton_dtype(spec.dtype), "dims": concrete, "zero_data": True}
+    config["model_warmup"] = [{"name": "zeros_batch1", "batch_size": 1, "inputs": warm_inputs}]
+
+
+def _set_accelerator(config: dict, settings: TritonSettings) -> None:
+    if settings.gpu_accelerator == "tensorrt":
+        config["optimization"] = {
+            "execution_accelerators": {
+                "gpu_execution_accelerator": [
+                    {
+                        "name": "tensorrt",
+                        "parameters": {
+                            "precision_mode": settings.tensorrt_precision,
+                            "max_workspace_size_bytes": str(1 << 30),
+                        },
+                    }
+                ]
+            }
+        }
+
+
+def build_config(
+    recipe: Recipe,
+    *,
+    name: str,
+    platform: str,
+    versions: Sequence[int],
+    output_dtypes: dict[str, DType],
+    output_shapes: dict[str, Sequence[int | str]],
+) -> mc.ModelConfig:
+    """The ModelConfig for one Triton model serving ``versions``."""
+    settings = recipe.triton
+    batched = settings.max_batch_size > 0
+    config: dict = {
+        "name": name,
+        "platform": platform,
+        "input": [_tensor(s.name, s.dtype, s.shape, batched) for s in recipe.inputs],
+        "output": [
+            _tensor(o.name, output_dtypes[o.name], output_shapes[o.name], batched) for o in recipe.outputs
+        ],
+        "version_policy": {"specific": {"versions": sorted(versions)}},
+    }
+    _set_batching(config, settings)
+    _set_instance_groups(config, settings)
+    if settings.warmup:
+        _set_warmup(config, recipe.inputs, batched, recipe.profile.fixed_dims)
+    _set_accelerator(config, settings)
+    if recipe.description:
+        config["parameters"] = {"description": {"string_value": recipe.description[:200]}}
+    return json_format.ParseDict(config, mc.ModelConfig())
+
+
+def to_pbtxt(config: mc.ModelConfig) -> str:
+    text = text_format.MessageToString(config)
+    if config.max_batch_size == 0:  # protobuf drops zero fields; Triton wants it explicit
+        text = text.replace(
+            f'platform: "{config.platform}"\n', f'platform: "{config.platform}"\nmax_batch_size: 0\n', 1
+        )
+    return text
+
+
+def parse_pbtxt(text: str) -> mc.ModelConfig:
+    return text_format.Parse(text, mc.ModelConfig())
+
+
+def versions_to_serve(existing: Sequence[int], keep: int) -> list[int]:
+    return sorted(existing)[-keep:]
