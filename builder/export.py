@@ -61,10 +61,8 @@ def export_onnx(module, recipe: Recipe, path: Path) -> Path:
 def _unsupported_operator(message: str) -> str | None:
     import re
 
-    match = re.search(r"[Uu]nsupported[^']*'([\w:.]+)'|operator ([\w:.]+) to ONNX opset", message)
-    if match:
-        return match.group(1) or match.group(2)
-    return None
+    match = re.search(r"operator '?([\w:.]+)'? to ONNX opset", message)
+    return match.group(1) if match else None
 
 
 def check_onnx(path: Path) -> None:

@@ -397,7 +397,7 @@ def build_recipe(
             baseline.latency = [
                 measure(reference_runner, recipe.inputs, b, recipe.profile) for b in sorted({1, large})
             ]
-            baseline.size_bytes = sum(p.stat().st_size for p in source.files if p.suffix != ".py") or None
+            baseline.size_bytes = source.size_bytes
 
         export_steps: list[producing.Step] = []
         export_checks: list[dict] = []

@@ -346,18 +346,25 @@ class LoadedRecipe(BaseModel):
         return path if path.is_absolute() else (self.base_dir / path).resolve()
 
 
+_TAGS = {
+    "pytorch",
+    "torchscript",
+    "onnx",
+    "npz",
+    "factory",
+    "onnx-fp32",
+    "onnx-int8-dynamic",
+    "onnx-int8-static",
+    "onnx-fp16",
+}  # discriminator values pydantic adds to error locations: not fields
+
+
 def _format_location(loc: tuple[object, ...]) -> str:
     parts: list[str] = []
     for item in loc:
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif (
-            isinstance(item, str)
-            and item.startswith(("pytorch", "torchscript", "onnx", "npz", "factory"))
-            and (parts and not parts[-1].startswith("["))
-        ):
-            continue  # the discriminator tag pydantic adds to the location: not a field
-        else:
+        elif item not in _TAGS:
             parts.append(f".{item}" if parts else str(item))
     return "".join(parts) or "(top level)"
 

@@ -72,32 +72,35 @@ def _plot(outcome: BuildResult, path: Path) -> Path | None:
         points.append((result, latency, primary.value))
     if not points:
         return None
+    from matplotlib.lines import Line2D
+
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=110)
     colors = {"baseline": "tab:blue", "accepted": "tab:green", "rejected": "tab:red", "failed": "tab:gray"}
-    for result, latency, value in points:
+    for index, (result, latency, value) in enumerate(points):
         size = (result.size_bytes or 1e6) / 1e6
         x = latency if latency == latency else 0.0  # NaN (rejected, not profiled) drawn at 0
-        ax.scatter(
-            x,
-            value,
-            s=40 + 8 * size,
-            color=colors.get(result.status, "black"),
-            alpha=0.7,
-            label=result.status,
-        )
+        ax.scatter(x, value, s=40 + 8 * size, color=colors.get(result.status, "black"), alpha=0.7)
         ax.annotate(
-            f"{result.name}\n{size:.2f} MB", (x, value), textcoords="offset points", xytext=(6, 4), fontsize=8
+            f"{result.name}\n{size:.2f} MB",
+            (x, value),
+            textcoords="offset points",
+            xytext=(8, 10 if index % 2 else -18),
+            fontsize=8,
         )
+    handles = [
+        Line2D([], [], marker="o", linestyle="", color=color, label=status)
+        for status, color in colors.items()
+        if any(r.status == status for r, _, _ in points)
+    ]
     budget_line = outcome.baseline.decision.checks[0]
     limit = (
         budget_line.baseline - budget_line.budget
         if budget_line.higher_is_better
         else budget_line.baseline + budget_line.budget
     )
-    ax.axhline(limit, color="tab:red", linestyle="--", linewidth=1, label="budget limit")
-    handles, labels = ax.get_legend_handles_labels()
-    unique = dict(zip(labels, handles, strict=True))
-    ax.legend(unique.values(), unique.keys(), fontsize=8, loc="best")
+    ax.axhline(limit, color="tab:red", linestyle="--", linewidth=1)
+    handles.append(Line2D([], [], color="tab:red", linestyle="--", label="budget limit"))
+    ax.legend(handles=handles, fontsize=8, loc="best")
     ax.set_xlabel(f"p50 latency at batch {large} (ms); rejected variants are not profiled (x=0)")
     ax.set_ylabel(budget_line.metric)
     ax.set_title(f"{outcome.recipe.recipe.name}: metric vs latency (marker area ∝ size)")

@@ -30,6 +30,14 @@ class SourceModel:
         return digest.hexdigest()
 
     @property
+    def size_bytes(self) -> int:
+        """Bytes of weights: parameters + buffers of a torch module, or the ONNX file."""
+        if self.module is None:
+            return self.onnx_path.stat().st_size
+        tensors = [*self.module.parameters(), *self.module.buffers()]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    @property
     def is_torch(self) -> bool:
         return self.module is not None
 

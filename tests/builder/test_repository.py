@@ -1,0 +1,125 @@
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from builder.recipe import DType, parse_recipe
+from builder.repository import NewVersion, list_models, read_model, repository_lock, write_versions
+from builder.triton_config import build_config
+from tests.builder.test_recipe import MINIMAL
+from tritium.errors import NotFoundError, RepositoryError
+
+
+def _onnx(path: Path, scale: float = 2.0) -> Path:
+    node = helper.make_node("Mul", ["x", "s"], ["y"])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor("s", TensorProto.FLOAT, [1], [scale])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def _make_config(versions):
+    recipe = parse_recipe(MINIMAL)
+    return build_config(
+        recipe,
+        name="tiny",
+        platform="onnxruntime_onnx",
+        versions=versions,
+        output_dtypes={"y": DType.FP32},
+        output_shapes={"y": ["batch", 4]},
+    )
+
+
+def _new(tmp_path, name, key="", parent_key=None):
+    return NewVersion(_onnx(tmp_path / f"{name}.onnx"), "model.onnx", {"variant": name}, parent_key, key)
+
+
+def tree_digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        digest.update(str(path.relative_to(root)).encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_first_write_creates_versions_with_lineage(tmp_path):
+    repo = tmp_path / "repo"
+    numbers = write_versions(
+        repo, "tiny", [_new(tmp_path, "a", "a"), _new(tmp_path, "b", parent_key="a")], _make_config
+    )
+    assert numbers == [1, 2]
+    model = read_model(repo, "tiny")
+    assert [v.version for v in model.versions] == [1, 2]
+    lineage = json.loads((repo / "tiny" / "2" / "lineage.json").read_text())
+    assert lineage["version"] == 2 and lineage["parent_version"] == 1
+    assert list(model.config.version_policy.specific.versions) == [1, 2]
+    assert not list(tmp_path.glob(".repo.staging-*"))
+
+
+def test_versions_are_never_overwritten(tmp_path):
+    repo = tmp_path / "repo"
+    write_versions(repo, "tiny", [_new(tmp_path, "a")], _make_config)
+    first = (repo / "tiny" / "1" / "model.onnx").read_bytes()
+    assert write_versions(repo, "tiny", [_new(tmp_path, "b")], _make_config) == [2]
+    assert (repo / "tiny" / "1" / "model.onnx").read_bytes() == first
+    assert list(read_model(repo, "tiny").config.version_policy.specific.versions) == [1, 2]
+
+
+def test_failure_before_commit_leaves_repository_untouched(tmp_path):
+    repo = tmp_path / "repo"
+    write_versions(repo, "tiny", [_new(tmp_path, "a")], _make_config)
+    before = tree_digest(repo)
+
+    def explode(staged):
+        assert (staged / "2" / "model.onnx").is_file()  # fully staged, not yet renamed
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        write_versions(repo, "tiny", [_new(tmp_path, "b")], _make_config, before_commit=explode)
+    assert tree_digest(repo) == before
+    assert not list(tmp_path.glob(".repo.staging-*"))
+
+
+def test_invalid_model_file_is_refused_before_commit(tmp_path):
+    repo = tmp_path / "repo"
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(RepositoryError, match="does not load"):
+        write_versions(repo, "tiny", [NewVersion(bad, "model.onnx", {})], _make_config)
+    assert not (repo / "tiny").exists()
+
+
+def test_concurrent_writer_is_refused(tmp_path):
+    repo = tmp_path / "repo"
+    with repository_lock(repo), pytest.raises(RepositoryError, match="another build"):
+        write_versions(repo, "tiny", [_new(tmp_path, "a")], _make_config)
+
+
+def test_unknown_model_lists_known_ones(tmp_path):
+    repo = tmp_path / "repo"
+    write_versions(repo, "tiny", [_new(tmp_path, "a")], _make_config)
+    assert [m.name for m in list_models(repo)] == ["tiny"]
+    with pytest.raises(NotFoundError, match="models: tiny"):
+        read_model(repo, "other")
+
+
+def test_written_model_runs(tmp_path):
+    import onnxruntime as ort
+
+    repo = tmp_path / "repo"
+    write_versions(repo, "tiny", [_new(tmp_path, "a")], _make_config)
+    session = ort.InferenceSession(
+        str(repo / "tiny" / "1" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    out = session.run(None, {"x": np.ones((2, 4), np.float32)})[0]
+    assert np.allclose(out, 2.0)

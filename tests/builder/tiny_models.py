@@ -1,0 +1,91 @@
+"""Tiny torch models and recipes built in a temp folder, for fast end-to-end builder tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+
+class TinyClassifier(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(16, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 4)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class FixesBatch(nn.Module):
+    """Turns the batch size into a Python int: the export silently hard-codes it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.reshape(int(x.shape[0]), -1))
+
+
+class UsesFft(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.fft.fft(x).real[:, :4]
+
+
+def tiny_classifier() -> TinyClassifier:
+    torch.manual_seed(0)
+    return TinyClassifier()
+
+
+def fixes_batch() -> FixesBatch:
+    torch.manual_seed(0)
+    return FixesBatch()
+
+
+def uses_fft() -> UsesFft:
+    return UsesFft()
+
+
+def broken_factory() -> nn.Module:
+    raise RuntimeError("weights server unreachable")
+
+
+def write_tiny_project(folder: Path, **overrides) -> Path:
+    """A trained-enough tiny classifier (labels = the model's own argmax), data and a recipe."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 16)).astype(np.float32)
+    with torch.inference_mode():
+        labels = tiny_classifier()(torch.from_numpy(x)).argmax(1).numpy()
+    np.savez(folder / "val.npz", x=x, labels=labels)
+    np.savez(folder / "calib.npz", x=x[:64])
+    recipe = {
+        "name": "tiny",
+        "source": {"kind": "pytorch", "factory": "tests.builder.tiny_models:tiny_classifier"},
+        "inputs": [{"name": "x", "dtype": "FP32", "shape": ["batch", 16], "range": [-2, 2]}],
+        "outputs": [{"name": "logits"}],
+        "validation": {"dataset": {"kind": "npz", "path": "val.npz", "batch_size": 64}, "metric": "top1"},
+        "budget": 0.05,
+        "variants": [
+            {"kind": "onnx-fp32"},
+            {"kind": "onnx-int8-dynamic", "per_channel": True},
+            {
+                "kind": "onnx-int8-static",
+                "calibration": {"dataset": {"kind": "npz", "path": "calib.npz", "labels": None}},
+            },
+            {"kind": "onnx-fp16"},
+            {"kind": "torchscript"},
+        ],
+        "triton": {"max_batch_size": 8},
+        "profile": {"iterations": 3, "warmup": 1, "max_seconds_per_point": 0.2},
+    }
+    for key, value in overrides.items():
+        recipe[key] = value
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
