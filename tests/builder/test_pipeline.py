@@ -32,7 +32,7 @@ def test_every_variant_is_accepted_and_written(first_build):
 
 
 def test_lineage_records_the_build(first_build):
-    root, recipe, result = first_build
+    root, _recipe, result = first_build
     lineage = json.loads((root / "repo" / "tiny" / "3" / "lineage.json").read_text())
     assert lineage["variant"] == "int8-static"
     assert lineage["parent_version"] == 1  # derived from this build's fp32 version
@@ -60,7 +60,7 @@ def test_int8_is_smaller_and_matches_labels(first_build):
 
 
 def test_reports_are_written(first_build):
-    root, _, result = first_build
+    _root, _, result = first_build
     assert result.reports["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = result.reports["markdown"].read_text()
     assert "int8-dynamic-per-channel" in text and "accepted" in text

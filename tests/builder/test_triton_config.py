@@ -1,4 +1,5 @@
 import pytest
+from google.protobuf import text_format
 
 from builder.recipe import DType, parse_recipe
 from builder.triton_config import build_config, parse_pbtxt, to_pbtxt, versions_to_serve
@@ -79,5 +80,5 @@ def test_tensorrt_accelerator_on_gpu():
 
 @pytest.mark.parametrize("bad", ["platform: 3", "max_batch_size: -", "unknown_field: 1"])
 def test_invalid_pbtxt_is_refused(bad):
-    with pytest.raises(Exception):
+    with pytest.raises(text_format.ParseError):
         parse_pbtxt(bad)

@@ -1,0 +1,88 @@
+"""The bundled examples, built by the real builder (issue #2's acceptance checks)."""
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from builder.pipeline import ACCEPTED, REJECTED
+from builder.repository import read_model
+
+pytestmark = pytest.mark.slow
+
+
+def test_digits_meets_accuracy_and_writes_three_versions(example_builds):
+    repository, results = example_builds
+    digits = results["digits"]
+    assert digits.baseline.decision.checks[0].value >= 0.97
+    assert {v.name: v.status for v in digits.variants} == {
+        "fp32": ACCEPTED,
+        "int8-static": ACCEPTED,
+        "fp16": ACCEPTED,
+    }
+    model = read_model(repository, "digits")
+    assert [v.lineage["variant"] for v in model.versions] == ["fp32", "int8-static", "fp16"]
+    by_name = {v.name: v for v in digits.variants}
+    assert by_name["int8-static"].size_bytes * 3 < by_name["fp32"].size_bytes
+
+
+def test_digits_int8_version_classifies_the_test_split(example_builds):
+    repository, _ = example_builds
+    from examples.build import EXAMPLES
+
+    data = np.load(EXAMPLES / "digits" / "artifacts" / "val.npz")
+    session = ort.InferenceSession(
+        str(repository / "digits" / "2" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    accuracy = (session.run(None, {"pixels": data["pixels"]})[0].argmax(1) == data["labels"]).mean()
+    assert accuracy >= 0.97
+
+
+def test_minilm_gate_rejects_per_tensor_and_accepts_per_channel(example_builds):
+    repository, results = example_builds
+    minilm = {v.name: v for v in results["minilm"].variants}
+    per_tensor, per_channel = minilm["int8-dynamic"], minilm["int8-dynamic-per-channel"]
+    assert per_tensor.status == REJECTED and "cosine" in per_tensor.reason
+    assert per_channel.status == ACCEPTED
+    assert per_channel.decision.checks[0].value >= 0.99
+    assert minilm["fp32"].size_bytes / per_channel.size_bytes >= 3.9
+    written = [v.lineage["variant"] for v in read_model(repository, "minilm").versions]
+    assert "int8-dynamic" not in written and "int8-dynamic-per-channel" in written
+
+
+def test_minilm_versions_take_dynamic_batch_and_sequence(example_builds):
+    repository, _ = example_builds
+    from examples.minilm.minilm_model import encode, tokenize
+
+    sentences = [
+        "A kitten naps on the couch.",
+        "Share prices dropped steeply in today's trading after the news.",
+    ]
+    reference = encode(sentences)
+    model = read_model(repository, "minilm")
+    assert list(model.config.input[0].dims) == [-1]
+    for version in model.versions:
+        session = ort.InferenceSession(str(version.path / "model.onnx"), providers=["CPUExecutionProvider"])
+        for batch in (tokenize(sentences[:1]), tokenize(sentences)):
+            out = session.run(None, batch)[0]
+            assert out.shape == (len(batch["input_ids"]), 384)
+        cosine = float(np.sum(out * reference, axis=1).min())
+        assert cosine >= 0.98, (version.lineage["variant"], cosine)
+
+
+def test_each_version_has_complete_lineage(example_builds):
+    repository, _ = example_builds
+    for name in ("digits", "minilm"):
+        for version in read_model(repository, name).versions:
+            lineage = json.loads((version.path / "lineage.json").read_text())
+            assert lineage["version"] == version.version
+            for key in ("source", "recipe", "steps", "tools", "metric", "size_bytes", "latency", "build_id"):
+                assert lineage[key], (name, version.version, key)
+
+
+def test_report_and_plot_per_build(example_builds):
+    _, results = example_builds
+    for result in results.values():
+        assert result.reports["markdown"].is_file() and result.reports["html"].is_file()
+        assert result.reports["plot"].stat().st_size > 10_000
