@@ -10,7 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+
+def _console() -> Console:
+    return Console()
 
 RepositoryOption = Annotated[
     Path, typer.Option("--repository", "-r", help="Triton model repository", envvar="TRITIUM_REPOSITORY")
@@ -33,14 +35,17 @@ def build(
     result = build_recipe(recipe, repository=repository, output_dir=output, show_progress=not quiet)
     table = Table(title=f"{result.recipe.recipe.name}: build {result.build_id} ({result.seconds:.0f} s)")
     rows = _rows(result)
+    if not any(row["checks"] for row in rows):
+        rows = [{k: v for k, v in row.items() if k != "checks"} for row in rows]
+    rows = [{k: v for k, v in row.items() if k != "kind"} for row in rows]
     for header in rows[0]:
         table.add_column(header, overflow="fold")
     styles = {"accepted": "green", "rejected": "red", "failed": "dim"}
     for row in rows:
         table.add_row(*[_cell(v) for v in row.values()], style=styles.get(row["status"]))
-    console.print(table)
-    console.print(f"written: {result.written}")
-    console.print(f"report: {result.reports['markdown']}  plot: {result.reports.get('plot')}")
+    _console().print(table)
+    _console().print(f"written: {result.written}")
+    _console().print(f"report: {result.reports['markdown']}  plot: {result.reports.get('plot')}")
 
 
 def _cell(value: object) -> str:
@@ -55,7 +60,7 @@ def models_list(repository: RepositoryOption = Path("model_repository")) -> None
 
     models = list_models(repository)
     if not models:
-        console.print(f"no models in {repository}")
+        _console().print(f"no models in {repository}")
         return
     table = Table(title=str(repository))
     for column in ("model", "platform", "version", "variant", "metric", "size MB", "served", "created"):
@@ -74,7 +79,7 @@ def models_list(repository: RepositoryOption = Path("model_repository")) -> None
                 "yes" if version.served else "no",
                 lineage.get("created_at", ""),
             )
-    console.print(table)
+    _console().print(table)
 
 
 def models_show(
@@ -97,10 +102,10 @@ def models_show(
                 f"model {name!r} has no version {version}",
                 hint=f"versions: {[v.version for v in model.versions]}",
             )
-        console.print_json(json.dumps(match[0].lineage))
+        _console().print_json(json.dumps(match[0].lineage))
         return
-    console.rule(f"{name} — config.pbtxt")
-    console.print(to_pbtxt(model.config), highlight=False)
+    _console().rule(f"{name} — config.pbtxt")
+    _console().print(to_pbtxt(model.config), highlight=False)
     table = Table(title=f"{name}: lineage")
     for column in (
         "version",
@@ -127,7 +132,7 @@ def models_show(
             " → ".join(s["name"] for s in lineage.get("steps", [])),
             lineage.get("source", {}).get("sha256", "")[:12],
         )
-    console.print(table)
+    _console().print(table)
 
 
 def register(app: typer.Typer, models_app: typer.Typer) -> None:
