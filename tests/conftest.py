@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -112,6 +113,18 @@ def tiny_repository_copy(tiny_repository: Path, tmp_path: Path) -> Path:
     target = tmp_path / "model_repository"
     shutil.copytree(tiny_repository, target)
     return target
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _triton_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep the records of local Tritons (see serving.registry) inside the test session."""
+    previous = os.environ.get("TRITIUM_STATE_DIR")
+    os.environ["TRITIUM_STATE_DIR"] = str(tmp_path_factory.mktemp("triton-state"))
+    yield
+    if previous is None:
+        os.environ.pop("TRITIUM_STATE_DIR", None)
+    else:
+        os.environ["TRITIUM_STATE_DIR"] = previous
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,160 @@
+"""Talk to a running Triton over gRPC: readiness, repository index, explicit load and unload.
+
+gRPC rather than HTTP for repository control: loads over HTTP stalled HTTP inference for seconds
+(server#8958). Triton's errors become :mod:`tritium.errors` here, nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import tenacity
+import tritonclient.grpc as grpcclient
+from google.protobuf import json_format
+from tritonclient.grpc import model_config_pb2 as mc
+from tritonclient.utils import InferenceServerException
+
+from tritium.errors import NotFoundError, RepositoryError, UnavailableError
+
+
+@dataclass(frozen=True)
+class ModelState:
+    name: str
+    version: str
+    state: str
+    reason: str
+
+
+class NotReadyYet(Exception):
+    pass
+
+
+class TritonControl:
+    """Repository control of the Triton at ``url`` (``host:port`` of its gRPC endpoint)."""
+
+    def __init__(self, url: str, *, timeout_s: float = 120.0) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self.client = grpcclient.InferenceServerClient(url)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> TritonControl:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def is_ready(self) -> bool:
+        try:
+            return bool(self.client.is_server_live() and self.client.is_server_ready())
+        except InferenceServerException:
+            return False
+
+    def wait_ready(self, timeout_s: float, *, alive=lambda: True) -> None:
+        """Poll until the server answers ready; ``alive()`` False (process gone) stops early."""
+
+        @tenacity.retry(
+            retry=tenacity.retry_if_exception_type(NotReadyYet),
+            stop=tenacity.stop_after_delay(timeout_s),
+            wait=tenacity.wait_exponential(multiplier=0.05, max=0.5),
+            reraise=True,
+        )
+        def poll() -> None:
+            if not alive():
+                raise UnavailableError(f"Triton at {self.url} exited before it was ready")
+            if not self.is_ready():
+                raise NotReadyYet
+
+        try:
+            poll()
+        except NotReadyYet:
+            raise UnavailableError(
+                f"Triton at {self.url} was not ready within {timeout_s:.0f} s",
+                hint="check its log, or raise --ready-timeout",
+            ) from None
+
+    def index(self) -> list[ModelState]:
+        response = self._call(lambda: self.client.get_model_repository_index(as_json=True))
+        return [
+            ModelState(m["name"], m.get("version", ""), m.get("state", ""), one_line(m.get("reason", "")))
+            for m in response.get("models", [])
+        ]
+
+    def failed_models(self) -> dict[str, str]:
+        return {m.name: m.reason for m in self.index() if m.state == "UNAVAILABLE" and m.reason}
+
+    def model_config(self, name: str) -> mc.ModelConfig:
+        response = self._call(lambda: self.client.get_model_config(name), model=name)
+        return response.config
+
+    def load(self, name: str, *, config: mc.ModelConfig | None = None) -> None:
+        """Load or reload ``name``; a failure raises :class:`RepositoryError` with Triton's reason."""
+        override = json.dumps(json_format.MessageToDict(config)) if config is not None else None
+        try:
+            self.client.load_model(name, config=override, client_timeout=self.timeout_s)
+        except InferenceServerException as exc:
+            raise _load_error(name, exc) from None
+
+    def unload(self, name: str) -> None:
+        known = {m.name for m in self.index()}
+        if name not in known:
+            raise NotFoundError(
+                f"no model '{name}' on Triton at {self.url}", hint="see `tritium models list`"
+            )
+        self._call(lambda: self.client.unload_model(name, client_timeout=self.timeout_s), model=name)
+        self._wait_unloaded(name)
+
+    def _wait_unloaded(self, name: str) -> None:
+        """Triton unloads in the background once in-flight requests finish: wait for it (bounded)."""
+
+        @tenacity.retry(
+            retry=tenacity.retry_if_exception_type(NotReadyYet),
+            stop=tenacity.stop_after_delay(self.timeout_s),
+            wait=tenacity.wait_fixed(0.1),
+            reraise=True,
+        )
+        def poll() -> None:
+            if any(m.name == name and m.state in ("READY", "UNLOADING") for m in self.index()):
+                raise NotReadyYet
+
+        try:
+            poll()
+        except NotReadyYet:
+            raise UnavailableError(
+                f"model '{name}' was still unloading after {self.timeout_s:.0f} s"
+            ) from None
+
+    def _call(self, fn, *, model: str | None = None):
+        try:
+            return fn()
+        except InferenceServerException as exc:
+            raise _translate(exc, self.url, model) from None
+
+
+def one_line(reason: str) -> str:
+    """Triton's reason without the Python traceback the backend appends, on one line."""
+    return " ".join(reason.split("\n\nAt:", 1)[0].split()).rstrip(";")
+
+
+def _load_error(name: str, exc: InferenceServerException) -> Exception:
+    message = one_line(exc.message() or str(exc))
+    if exc.status() == "StatusCode.UNAVAILABLE":
+        return UnavailableError(f"no Triton reachable for loading '{name}': {message}")
+    if "no version is available" in message or ("failed to poll" in message and "not found" in message):
+        return NotFoundError(f"model '{name}' failed to load: {message}")
+    return RepositoryError(
+        f"model '{name}' failed to load: {message}", hint="fix the model and load it again"
+    )
+
+
+def _translate(exc: InferenceServerException, url: str, model: str | None) -> Exception:
+    status = exc.status() or ""
+    message = exc.message() or str(exc)
+    if status == "StatusCode.UNAVAILABLE":
+        return UnavailableError(f"no Triton reachable at {url}", hint="start one with `tritium serve`")
+    if status == "StatusCode.NOT_FOUND" or "unknown model" in message:
+        return NotFoundError(message if model is None else f"model '{model}': {message}")
+    return RepositoryError(message)
