@@ -9,3 +9,6 @@ echo "== 1. build the examples (digits: trained here; minilm: from the gt-all-mi
 $PY -m examples.build --repository model_repository --output builds/examples
 $TRITIUM models list --repository model_repository
 cat builds/examples/digits/report.md builds/examples/minilm/report.md
+
+echo "== 2. serve them on a local Triton (real tritonserver, Python-backend runtime) and infer once on each"
+$TRITIUM serve --check --repository model_repository --http-port 0 --grpc-port 0 --metrics-port 0
