@@ -1,0 +1,189 @@
+"""The admin API: routes, weights, shadows, canaries and model load/unload, behind a bearer token."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway import canary
+from gateway.auth import check_admin, presented_credential
+from gateway.core import Gateway
+from gateway.routes import CanaryPolicy, Route, RouteTable, Shadow, table_to_data, validated_route
+from tritium.errors import NotFoundError
+
+
+def _gateway(request: Request) -> Gateway:
+    return request.app.state.gateway
+
+
+def _actor(request: Request, gateway: Annotated[Gateway, Depends(_gateway)]) -> str:
+    check_admin(presented_credential(request.headers), gateway.admin_token)
+    who = request.headers.get("x-tritium-actor", "admin")[:64]
+    client = request.client.host if request.client else "?"
+    return f"{who}@{client}"
+
+
+Actor = Annotated[str, Depends(_actor)]
+GatewayDep = Annotated[Gateway, Depends(_gateway)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WeightsChange(_Body):
+    weights: dict[str, Annotated[int, Field(ge=0, le=100)]] = Field(min_length=1)
+
+
+class ShadowChange(_Body):
+    shadow: Shadow | None
+
+
+class CanaryStart(_Body):
+    stable: str = "stable"
+    canary: str = "canary"
+    steps: list[int] | None = None
+    window_s: float | None = None
+    min_requests: int | None = None
+    max_error_rate_increase: float | None = None
+    max_p99_ratio: float | None = None
+    p99_slack_ms: float | None = None
+
+
+class Reason(_Body):
+    reason: str = Field(default="manual", max_length=300)
+
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+def _route(gateway: Gateway, model: str) -> Route:
+    route = gateway.store.table.routes.get(model)
+    if route is None:
+        raise NotFoundError(f"no route for {model!r}", hint="list them with `tritium routes list`")
+    return route
+
+
+def _route_data(model: str, route: Route) -> dict:
+    return {"model": model, "route": route.model_dump(mode="json")}
+
+
+async def _replace(gateway: Gateway, model: str, action: str, who: str, new: Route, detail: str = "") -> dict:
+    await gateway.check_targets(new)
+
+    def apply(table: RouteTable) -> RouteTable:
+        return table.with_route(model, new)
+
+    await gateway.store.change(model, action, who, apply, detail=detail)
+    return _route_data(model, new)
+
+
+@router.get("/routes")
+async def list_routes(gateway: GatewayDep, _: Actor) -> dict:
+    return table_to_data(gateway.store.table)
+
+
+@router.get("/routes/{model}")
+async def show_route(model: str, gateway: GatewayDep, _: Actor) -> dict:
+    route = _route(gateway, model)
+    data = _route_data(model, route)
+    if route.canary is not None:
+        state = route.canary
+        since = max(state.step_started_at, time.time() - state.policy.window_s)
+        data["window"] = {
+            alias: vars_of(gateway.windows.summary(model, alias, since=since))
+            for alias in (state.stable, state.canary)
+        }
+    return data
+
+
+def vars_of(summary) -> dict:  # type: ignore[no-untyped-def]
+    return {
+        "requests": summary.requests,
+        "errors": summary.errors,
+        "error_rate": summary.error_rate,
+        "p99_ms": None if summary.p99_s is None else summary.p99_s * 1000,
+    }
+
+
+@router.put("/routes/{model}")
+async def put_route(model: str, body: dict, gateway: GatewayDep, who: Actor) -> dict:
+    return await _replace(gateway, model, "put", who, validated_route(body), detail="route replaced")
+
+
+@router.delete("/routes/{model}")
+async def delete_route(model: str, gateway: GatewayDep, who: Actor) -> dict:
+    _route(gateway, model)
+    await gateway.store.change(model, "delete", who, lambda table: table.with_route(model, None))
+    gateway.windows.forget(model)
+    return {"model": model, "deleted": True}
+
+
+@router.post("/routes/{model}/weights")
+async def set_weights(model: str, body: WeightsChange, gateway: GatewayDep, who: Actor) -> dict:
+    new = _route(gateway, model).with_weights(body.weights)
+    detail = ", ".join(f"{alias}={weight}" for alias, weight in body.weights.items())
+    return await _replace(gateway, model, "set-weights", who, new, detail=detail)
+
+
+@router.post("/routes/{model}/shadow")
+async def set_shadow(model: str, body: ShadowChange, gateway: GatewayDep, who: Actor) -> dict:
+    route = _route(gateway, model)
+    new = validated_route({**route.model_dump(), "shadow": body.shadow.model_dump() if body.shadow else None})
+    detail = f"{body.shadow.model}:{body.shadow.version} x{body.shadow.fraction}" if body.shadow else "off"
+    return await _replace(gateway, model, "set-shadow", who, new, detail=detail)
+
+
+@router.post("/routes/{model}/canary")
+async def start_canary(model: str, body: CanaryStart, gateway: GatewayDep, who: Actor) -> dict:
+    route = _route(gateway, model)
+    overrides = body.model_dump(exclude={"stable", "canary"}, exclude_none=True)
+    policy = CanaryPolicy.model_validate({**gateway.settings.canary.model_dump(), **overrides})
+    new = canary.start(route, body.stable, body.canary, policy, now=time.time())
+    detail = f"{body.stable} -> {body.canary} steps {list(policy.steps)}"
+    return await _replace(gateway, model, "canary-start", who, new, detail=detail)
+
+
+@router.post("/routes/{model}/canary/promote")
+async def promote_canary(model: str, gateway: GatewayDep, who: Actor, body: Reason | None = None) -> dict:
+    reason = body.reason if body else "manual"
+    new = canary.promote(_route(gateway, model), now=time.time(), reason=f"promoted by {who}: {reason}")
+    return await _replace(gateway, model, "canary-promote", who, new, detail=reason)
+
+
+@router.post("/routes/{model}/canary/rollback")
+async def rollback_canary(model: str, gateway: GatewayDep, who: Actor, body: Reason | None = None) -> dict:
+    from gateway import metrics
+
+    reason = body.reason if body else "manual"
+    new = canary.rollback(_route(gateway, model), now=time.time(), reason=f"rolled back by {who}: {reason}")
+    result = await _replace(gateway, model, "canary-rollback", who, new, detail=reason)
+    metrics.CANARY_ROLLBACKS.labels(model=model, reason=canary.Breach.MANUAL.value).inc()
+    return result
+
+
+@router.get("/models")
+async def list_models(gateway: GatewayDep, _: Actor) -> dict:
+    return {"models": await gateway.upstream.repository_index()}
+
+
+@router.post("/models/{model}/load")
+async def load_model(model: str, gateway: GatewayDep, who: Actor) -> dict:
+    await gateway.upstream.load_model(model)
+    gateway.store.audit_only(model, "load", who)
+    return {"model": model, "loaded": True}
+
+
+@router.post("/models/{model}/unload")
+async def unload_model(model: str, gateway: GatewayDep, who: Actor) -> dict:
+    await gateway.upstream.unload_model(model)
+    gateway.store.audit_only(model, "unload", who)
+    return {"model": model, "unloaded": True}
+
+
+@router.get("/audit")
+async def audit(gateway: GatewayDep, _: Actor) -> dict:
+    return {"records": [vars(r) for r in gateway.store.history]}

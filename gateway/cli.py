@@ -1,0 +1,311 @@
+"""`tritium gateway` (run it) and `tritium routes ...` (drive its admin API)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tritium.errors import UserInputError
+
+console = Console()
+routes_app = typer.Typer(
+    help="Show and change the gateway's routes (admin API, bearer token).", no_args_is_help=True
+)
+canary_app = typer.Typer(help="Progressive rollouts with automatic rollback.", no_args_is_help=True)
+routes_app.add_typer(canary_app, name="canary")
+
+UrlOption = Annotated[str, typer.Option("--url", envvar="TRITIUM_GATEWAY_URL", help="Gateway base URL.")]
+TokenOption = Annotated[
+    str | None, typer.Option("--token", envvar="TRITIUM_GATEWAY_ADMIN_TOKEN", help="Admin bearer token.")
+]
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+def register(app: typer.Typer, models_app: typer.Typer) -> None:
+    app.command("gateway")(run_gateway)
+    app.add_typer(routes_app, name="routes")
+
+
+def run_gateway(
+    settings_file: Annotated[Path | None, typer.Option("--settings", help="YAML settings file.")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind (REST and gRPC).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="REST port.")] = None,
+    grpc_port: Annotated[int | None, typer.Option("--grpc-port", help="gRPC port.")] = None,
+    no_grpc: Annotated[bool, typer.Option("--no-grpc", help="Serve REST only.")] = False,
+    triton_http: Annotated[str | None, typer.Option("--triton-http", help="Triton HTTP host:port.")] = None,
+    triton_grpc: Annotated[str | None, typer.Option("--triton-grpc", help="Triton gRPC host:port.")] = None,
+    routes: Annotated[Path | None, typer.Option("--routes", help="Route file (YAML).")] = None,
+    log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
+) -> None:
+    """Run the gateway: KServe v2 REST and gRPC in front of Triton, with routing, canaries and shadows."""
+    import uvicorn
+
+    from gateway.app import create_app
+    from gateway.routes import load_table
+    from gateway.settings import load_settings
+
+    settings = load_settings(
+        settings_file,
+        host=host,
+        http_port=port,
+        grpc_port=grpc_port,
+        triton_http_url=triton_http,
+        triton_grpc_url=triton_grpc,
+        route_file=routes,
+    )
+    if no_grpc:
+        settings = settings.model_copy(update={"grpc_port": None})
+    table = load_table(settings.route_file)  # a bad route file fails here, in one line
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    grpc_text = f", gRPC {settings.host}:{settings.grpc_port}" if settings.grpc_port is not None else ""
+    console.print(
+        f"gateway on REST {settings.host}:{settings.http_port}{grpc_text} -> Triton {settings.triton_http_url} / "
+        f"{settings.triton_grpc_url}; {len(table.routes)} route(s) from {settings.route_file}"
+        + ("" if settings.admin_token else "; admin API disabled (no admin token)")
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.http_port,
+        log_level=log_level.lower(),
+        access_log=False,
+    )
+
+
+def _client(url: str, token: str | None):  # type: ignore[no-untyped-def]
+    from gateway.admin_client import AdminClient
+
+    return AdminClient(url, token)
+
+
+def _targets_text(route: dict) -> str:
+    return ", ".join(
+        f"{t['alias']}={t['model']}:{t['version'] or '*'} {t['weight']}%" for t in route["targets"]
+    )
+
+
+def _print_route(model: str, route: dict) -> None:
+    console.print(f"[bold]{model}[/]: {_targets_text(route)}")
+    if route.get("shadow"):
+        s = route["shadow"]
+        console.print(f"  shadow {s['alias']}={s['model']}:{s['version'] or '*'} x{s['fraction']}")
+    if route.get("canary"):
+        c = route["canary"]
+        percent = {"promoted": 100, "progressing": c["policy"]["steps"][max(c["step"], 0)]}.get(c["state"], 0)
+        console.print(f"  canary {c['stable']} -> {c['canary']}: {c['state']} at {percent}% {c['reason']}")
+
+
+@routes_app.command("list")
+def list_routes(url: UrlOption = DEFAULT_URL, token: TokenOption = None) -> None:
+    """List the routes."""
+    with _client(url, token) as client:
+        routes = client.call("GET", "/routes")["routes"]
+    table = Table("model", "targets", "shadow", "canary")
+    for model, route in routes.items():
+        canary = route.get("canary") or {}
+        shadow = route.get("shadow")
+        table.add_row(
+            model,
+            _targets_text(route),
+            f"{shadow['model']}:{shadow['version'] or '*'} x{shadow['fraction']}" if shadow else "-",
+            canary.get("state", "-"),
+        )
+    console.print(table)
+
+
+@routes_app.command("show")
+def show_route(model: str, url: UrlOption = DEFAULT_URL, token: TokenOption = None) -> None:
+    """Show one route, its canary and the canary's current window."""
+    with _client(url, token) as client:
+        data = client.call("GET", f"/routes/{model}")
+    _print_route(model, data["route"])
+    for alias, window in (data.get("window") or {}).items():
+        p99 = "-" if window["p99_ms"] is None else f"{window['p99_ms']:.1f} ms"
+        console.print(
+            f"  window {alias}: {window['requests']} requests, error rate {window['error_rate']:.3f}, p99 {p99}"
+        )
+
+
+@routes_app.command("apply")
+def apply_routes(file: Path, url: UrlOption = DEFAULT_URL, token: TokenOption = None) -> None:
+    """Create or replace the routes of a route file (same format as the gateway's route file)."""
+    from gateway.routes import load_table, table_to_data
+
+    if not file.is_file():
+        raise UserInputError(f"route file {file} does not exist")
+    table = table_to_data(load_table(file))
+    with _client(url, token) as client:
+        for model, route in table["routes"].items():
+            client.call("PUT", f"/routes/{model}", route)
+            console.print(f"applied {model}: {_targets_text(route)}")
+
+
+@routes_app.command("delete")
+def delete_route(model: str, url: UrlOption = DEFAULT_URL, token: TokenOption = None) -> None:
+    """Delete a route (the name then passes through to Triton unchanged)."""
+    with _client(url, token) as client:
+        client.call("DELETE", f"/routes/{model}")
+    console.print(f"deleted route {model}")
+
+
+def _parse_weights(pairs: list[str]) -> dict[str, int]:
+    weights = {}
+    for pair in pairs:
+        alias, sep, value = pair.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise UserInputError(f"bad weight {pair!r}", hint="write ALIAS=PERCENT, e.g. stable=90 canary=10")
+        weights[alias.strip()] = int(value)
+    return weights
+
+
+@routes_app.command("set-weights")
+def set_weights(
+    model: str,
+    weights: Annotated[list[str], typer.Argument(help="ALIAS=PERCENT pairs adding up to 100.")],
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+) -> None:
+    """Set the traffic split of a route, e.g. `tritium routes set-weights digits stable=90 canary=10`."""
+    with _client(url, token) as client:
+        data = client.call("POST", f"/routes/{model}/weights", {"weights": _parse_weights(weights)})
+    _print_route(model, data["route"])
+
+
+@routes_app.command("shadow")
+def set_shadow(
+    model: str,
+    target_model: Annotated[
+        str | None, typer.Option("--model", help="Shadow model (default: same name).")
+    ] = None,
+    version: Annotated[str, typer.Option(help="Shadow version.")] = "",
+    fraction: Annotated[float, typer.Option(help="Share of requests mirrored (0..1).")] = 1.0,
+    alias: Annotated[str, typer.Option(help="Shadow alias (metrics label).")] = "shadow",
+    off: Annotated[bool, typer.Option("--off", help="Stop mirroring.")] = False,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+) -> None:
+    """Mirror a fraction of a route's requests to a shadow target (answers discarded, outcomes counted)."""
+    shadow = (
+        None
+        if off
+        else {"alias": alias, "model": target_model or model, "version": version, "fraction": fraction}
+    )
+    with _client(url, token) as client:
+        data = client.call("POST", f"/routes/{model}/shadow", {"shadow": shadow})
+    _print_route(model, data["route"])
+
+
+@canary_app.command("start")
+def canary_start(
+    model: str,
+    stable: Annotated[str, typer.Option(help="Alias of the stable target.")] = "stable",
+    canary: Annotated[str, typer.Option(help="Alias of the canary target.")] = "canary",
+    steps: Annotated[str | None, typer.Option(help="Percent steps, e.g. 5,25,50,100.")] = None,
+    window_s: Annotated[
+        float | None, typer.Option("--window", help="Seconds per step (and judging window).")
+    ] = None,
+    min_requests: Annotated[int | None, typer.Option(help="Canary requests needed before judging.")] = None,
+    max_error_rate_increase: Annotated[float | None, typer.Option(help="Allowed error-rate excess.")] = None,
+    max_p99_ratio: Annotated[float | None, typer.Option(help="Allowed canary/stable p99 ratio.")] = None,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+) -> None:
+    """Start a progressive rollout that rolls back by itself on a breach."""
+    body: dict = {
+        "stable": stable,
+        "canary": canary,
+        "window_s": window_s,
+        "min_requests": min_requests,
+        "max_error_rate_increase": max_error_rate_increase,
+        "max_p99_ratio": max_p99_ratio,
+    }
+    if steps:
+        try:
+            body["steps"] = [int(s) for s in steps.split(",")]
+        except ValueError:
+            raise UserInputError(
+                f"bad --steps {steps!r}", hint="write percentages like 5,25,50,100"
+            ) from None
+    with _client(url, token) as client:
+        data = client.call(
+            "POST", f"/routes/{model}/canary", {k: v for k, v in body.items() if v is not None}
+        )
+    _print_route(model, data["route"])
+
+
+@canary_app.command("promote")
+def canary_promote(
+    model: str, reason: str = "manual", url: UrlOption = DEFAULT_URL, token: TokenOption = None
+) -> None:
+    """Send all traffic to the canary now."""
+    with _client(url, token) as client:
+        data = client.call("POST", f"/routes/{model}/canary/promote", {"reason": reason})
+    _print_route(model, data["route"])
+
+
+@canary_app.command("rollback")
+def canary_rollback(
+    model: str, reason: str = "manual", url: UrlOption = DEFAULT_URL, token: TokenOption = None
+) -> None:
+    """Send all traffic back to the stable target now."""
+    with _client(url, token) as client:
+        data = client.call("POST", f"/routes/{model}/canary/rollback", {"reason": reason})
+    _print_route(model, data["route"])
+
+
+@canary_app.command("status")
+def canary_status(model: str, url: UrlOption = DEFAULT_URL, token: TokenOption = None) -> None:
+    """Show the canary state and its current window."""
+    show_route(model, url, token)
+
+
+@routes_app.command("models")
+def models(url: UrlOption = DEFAULT_URL, token: TokenOption = None) -> None:
+    """List the models of Triton's repository and their state."""
+    with _client(url, token) as client:
+        index = client.call("GET", "/models")["models"]
+    table = Table("model", "version", "state", "reason")
+    for entry in index:
+        table.add_row(
+            entry.get("name", ""), entry.get("version", ""), entry.get("state", ""), entry.get("reason", "")
+        )
+    console.print(table)
+
+
+@routes_app.command("load")
+def load(model: str, url: UrlOption = DEFAULT_URL, token: TokenOption = None) -> None:
+    """Load (or reload) a model in Triton, over gRPC."""
+    with _client(url, token) as client:
+        client.call("POST", f"/models/{model}/load")
+    console.print(f"loaded {model}")
+
+
+@routes_app.command("unload")
+def unload(model: str, url: UrlOption = DEFAULT_URL, token: TokenOption = None) -> None:
+    """Unload a model from Triton, over gRPC."""
+    with _client(url, token) as client:
+        client.call("POST", f"/models/{model}/unload")
+    console.print(f"unloaded {model}")
+
+
+@routes_app.command("audit")
+def audit(url: UrlOption = DEFAULT_URL, token: TokenOption = None, as_json: bool = False) -> None:
+    """Show recent route changes: who, what, when."""
+    with _client(url, token) as client:
+        records = client.call("GET", "/audit")["records"]
+    if as_json:
+        console.print_json(json.dumps(records))
+        return
+    table = Table("at", "who", "action", "model", "detail")
+    for r in records:
+        table.add_row(r["at"], r["who"], r["action"], r["model"], r["detail"])
+    console.print(table)
+
+
+__all__ = ["register"]

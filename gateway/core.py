@@ -1,0 +1,99 @@
+"""What both protocol front-ends share: routing, credentials, accounting, shadows, target checks."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Mapping
+
+from gateway import metrics, router
+from gateway.auth import check_api_key, presented_credential
+from gateway.router import Decision
+from gateway.routes import Route
+from gateway.settings import GatewaySettings
+from gateway.shadow import ShadowDispatcher
+from gateway.stats import OutcomeWindows
+from gateway.store import RouteStore
+from gateway.upstream import Upstream
+from tritium.errors import RepositoryError
+
+
+class Gateway:
+    def __init__(self, settings: GatewaySettings, store: RouteStore, upstream: Upstream) -> None:
+        self.settings = settings
+        self.store = store
+        self.upstream = upstream
+        self.windows = OutcomeWindows()
+        self.shadows = ShadowDispatcher(settings.shadow_max_in_flight)
+        self.api_keys = settings.api_key_values()
+        self.admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
+        self.grpc_port: int | None = None
+        self._random = random.random
+
+    def authorize(self, headers: Mapping[str, str]) -> None:
+        if self.api_keys:
+            check_api_key(presented_credential(headers), self.api_keys)
+
+    def sticky_header(self, model: str) -> str:
+        route = self.store.table.routes.get(model)
+        return (
+            (route.sticky_header or self.settings.sticky_header).lower()
+            if route
+            else self.settings.sticky_header
+        )
+
+    def decide(self, model: str, version: str, sticky_key: str | None) -> Decision:
+        return router.decide(self.store.table, model, version, sticky_key, self._random())
+
+    def resolve(self, model: str, version: str) -> Decision:
+        return router.resolve(self.store.table, model, version)
+
+    def shadow_for(self, model: str) -> Decision | None:
+        table = self.store.table
+        if model not in table.routes or table.routes[model].shadow is None:
+            return None
+        return router.shadow_decision(table, model, self._random())
+
+    def record(
+        self,
+        decision: Decision | None,
+        model: str,
+        protocol: str,
+        status: int,
+        total_s: float,
+        upstream_s: float | None,
+    ) -> None:
+        if decision is None:
+            variant, version = "", ""
+        else:
+            variant, version, model = decision.variant, decision.version, decision.public_model
+        if status == 404 and model not in self.store.table.routes:
+            model = "unknown"  # keeps label cardinality bounded when clients send arbitrary names
+        metrics.REQUESTS.labels(
+            model=model, version=version, variant=variant, protocol=protocol, status=str(status)
+        ).inc()
+        metrics.REQUEST_DURATION.labels(model=model, variant=variant, protocol=protocol).observe(total_s)
+        if upstream_s is not None:
+            metrics.UPSTREAM_DURATION.labels(model=model, variant=variant, protocol=protocol).observe(
+                upstream_s
+            )
+        if decision is not None and model in self.store.table.routes:
+            self.windows.record(model, variant, at=time.time(), ok=status < 500, latency_s=total_s)
+
+    async def check_targets(self, route: Route) -> None:
+        """Refuse a route that sends traffic to a version Triton does not serve (when enabled)."""
+        if not self.settings.check_targets:
+            return
+        needed = [(t.alias, t.model, t.version) for t in route.targets if t.weight > 0]
+        if route.canary is not None:
+            canary_target = route.target(route.canary.canary)
+            if canary_target is not None:
+                needed.append((canary_target.alias, canary_target.model, canary_target.version))
+        if route.shadow is not None:
+            needed.append((route.shadow.alias, route.shadow.model, route.shadow.version))
+        for alias, model, version in dict.fromkeys(needed):
+            if not await self.upstream.model_ready(model, version):
+                raise RepositoryError(
+                    f"target {alias} ({model}:{version or 'policy'}) is not ready in Triton",
+                    hint=f"load it first (tritium routes load {model}) or fix the route",
+                )

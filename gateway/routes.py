@@ -1,0 +1,215 @@
+"""The route table: public model names mapped to weighted Triton targets, a shadow and a canary.
+
+The same YAML format is read at start-up, served and changed by the admin API, and written back
+to the route file, so a file written by the gateway can be edited by hand and loaded again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from tritium.errors import UserInputError
+
+Alias = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
+Version = Annotated[str, StringConstraints(pattern=r"^[0-9]*$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Target(_Strict):
+    """One Triton model version a public name can be routed to."""
+
+    alias: Alias
+    model: str = Field(min_length=1)
+    version: Version = ""
+    weight: int = Field(default=0, ge=0, le=100)
+
+    @property
+    def label(self) -> str:
+        return f"{self.model}:{self.version or 'policy'}"
+
+
+class Shadow(_Strict):
+    """A target that receives a copy of a fraction of the requests; its answers are discarded."""
+
+    alias: Alias = "shadow"
+    model: str = Field(min_length=1)
+    version: Version = ""
+    fraction: float = Field(default=1.0, ge=0.0, le=1.0)
+
+
+class CanaryState(str, Enum):
+    IDLE = "idle"
+    PROGRESSING = "progressing"
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled_back"
+
+
+class CanaryPolicy(_Strict):
+    """How a canary advances, and the thresholds (against the stable target) that roll it back."""
+
+    steps: tuple[int, ...] = (5, 25, 50, 100)
+    window_s: float = Field(default=60.0, gt=0)
+    min_requests: int = Field(default=20, ge=1)
+    max_error_rate_increase: float = Field(default=0.01, ge=0, le=1)
+    max_p99_ratio: float = Field(default=1.5, ge=1)
+    p99_slack_ms: float = Field(default=5.0, ge=0)
+
+    @model_validator(mode="after")
+    def _steps_rise_to_100(self) -> CanaryPolicy:
+        steps = self.steps
+        if not steps or steps[-1] != 100 or any(not 0 < s <= 100 for s in steps):
+            raise ValueError(
+                "canary steps must be percentages in (0, 100] ending at 100, e.g. [5, 25, 50, 100]"
+            )
+        if any(b <= a for a, b in itertools.pairwise(steps)):
+            raise ValueError(f"canary steps must strictly increase, got {list(steps)}")
+        return self
+
+
+class Canary(_Strict):
+    """A progressive rollout from the `stable` alias to the `canary` alias, with its current state."""
+
+    stable: Alias = "stable"
+    canary: Alias = "canary"
+    policy: CanaryPolicy = CanaryPolicy()
+    state: CanaryState = CanaryState.IDLE
+    step: int = Field(default=-1, ge=-1)
+    step_started_at: float = 0.0
+    reason: str = ""
+
+    @property
+    def percent(self) -> int:
+        if self.state is CanaryState.PROMOTED:
+            return 100
+        if self.state is CanaryState.PROGRESSING and self.step >= 0:
+            return self.policy.steps[self.step]
+        return 0
+
+
+class Route(_Strict):
+    """How one public model name is served."""
+
+    targets: tuple[Target, ...] = Field(min_length=1)
+    sticky_header: str | None = None
+    shadow: Shadow | None = None
+    canary: Canary | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Route:
+        aliases = [t.alias for t in self.targets]
+        duplicates = sorted({a for a in aliases if aliases.count(a) > 1})
+        if duplicates:
+            raise ValueError(f"target aliases must be unique, repeated: {', '.join(duplicates)}")
+        total = sum(t.weight for t in self.targets)
+        if total != 100:
+            raise ValueError(f"target weights must add up to 100, they add up to {total}")
+        if self.shadow is not None and self.shadow.alias in aliases:
+            raise ValueError(f"shadow alias {self.shadow.alias!r} is also a target alias")
+        if self.canary is not None:
+            for role in ("stable", "canary"):
+                if getattr(self.canary, role) not in aliases:
+                    raise ValueError(f"canary {role} alias {getattr(self.canary, role)!r} is not a target")
+            if self.canary.stable == self.canary.canary:
+                raise ValueError("canary and stable must be different targets")
+        return self
+
+    def target(self, alias: str) -> Target | None:
+        return next((t for t in self.targets if t.alias == alias), None)
+
+    @property
+    def primary(self) -> Target:
+        """The target that answers metadata requests: `stable` if there is one, else the heaviest."""
+        stable = self.target("stable")
+        if stable is not None and stable.weight > 0:
+            return stable
+        return max(self.targets, key=lambda t: t.weight)
+
+    def with_weights(self, weights: dict[str, int]) -> Route:
+        unknown = sorted(set(weights) - {t.alias for t in self.targets})
+        if unknown:
+            raise UserInputError(
+                f"unknown target alias(es): {', '.join(unknown)}",
+                hint=f"targets are: {', '.join(t.alias for t in self.targets)}",
+            )
+        targets = tuple(t.model_copy(update={"weight": weights.get(t.alias, t.weight)}) for t in self.targets)
+        return validated_route({**self.model_dump(), "targets": [t.model_dump() for t in targets]})
+
+
+class RouteTable(_Strict):
+    routes: dict[str, Route] = Field(default_factory=dict)
+
+    def with_route(self, name: str, route: Route | None) -> RouteTable:
+        routes = dict(self.routes)
+        if route is None:
+            routes.pop(name, None)
+        else:
+            routes[name] = route
+        return RouteTable(routes=routes)
+
+
+def _one_line(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "route"
+        parts.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
+def validated_route(data: object) -> Route:
+    try:
+        return Route.model_validate(data)
+    except ValidationError as exc:
+        raise UserInputError(f"invalid route: {_one_line(exc)}") from None
+
+
+def validated_table(data: object, *, source: str = "route table") -> RouteTable:
+    if data is None:
+        return RouteTable()
+    try:
+        return RouteTable.model_validate(data)
+    except ValidationError as exc:
+        raise UserInputError(
+            f"invalid {source}: {_one_line(exc)}", hint="see deploy/routes.example.yaml"
+        ) from None
+
+
+def table_to_data(table: RouteTable) -> dict:
+    return table.model_dump(mode="json", exclude_defaults=False)
+
+
+def load_table(path: Path) -> RouteTable:
+    """Read a route file; a missing file is an empty table (every model passes through)."""
+    if not path.exists():
+        return RouteTable()
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserInputError(f"route file {path} is not valid YAML: {exc}".replace("\n", " ")) from None
+    return validated_table(data, source=f"route file {path}")
+
+
+def save_table(table: RouteTable, path: Path) -> None:
+    """Write the table atomically: a reader sees the old file or the new one, never a torn one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(table_to_data(table), sort_keys=False)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,105 @@
+"""Gateway settings: defaults, then a YAML settings file, then TRITIUM_GATEWAY_* variables, then arguments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from gateway.routes import CanaryPolicy
+from tritium.errors import UserInputError
+
+ENV_PREFIX = "TRITIUM_GATEWAY_"
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid")
+
+    host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    grpc_port: int | None = Field(default=8081, ge=0, le=65535, description="None disables the gRPC server")
+    triton_http_url: str = "127.0.0.1:8000"
+    triton_grpc_url: str = "127.0.0.1:8001"
+    route_file: Path = Path("routes.yaml")
+    audit_file: Path | None = Field(
+        default=None, description="JSON lines of route changes; default beside the route file"
+    )
+    admin_token: SecretStr | None = None
+    api_keys: list[SecretStr] = Field(default_factory=list)
+    sticky_header: str = "x-user-id"
+    max_payload_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    upstream_timeout_s: float = Field(default=30.0, gt=0)
+    upstream_connections: int = Field(default=256, ge=1)
+    check_targets: bool = Field(
+        default=True, description="refuse route changes to targets Triton has not loaded"
+    )
+    shadow_max_in_flight: int = Field(default=64, ge=1)
+    canary_interval_s: float = Field(default=5.0, gt=0)
+    canary: CanaryPolicy = CanaryPolicy()
+
+    @field_validator("triton_http_url", "triton_grpc_url")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        value = value.removeprefix("http://")
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"expected host:port, got {value!r}")
+        return value
+
+    @field_validator("sticky_header")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower()
+
+    @property
+    def resolved_audit_file(self) -> Path:
+        return self.audit_file or self.route_file.with_name(self.route_file.name + ".audit.jsonl")
+
+    def api_key_values(self) -> frozenset[str]:
+        return frozenset(k.get_secret_value() for k in self.api_keys)
+
+
+def load_settings(settings_file: Path | None = None, **overrides: Any) -> GatewaySettings:
+    """Build settings; overrides (CLI options) beat environment variables, which beat the file."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        if settings_file is None:
+            return GatewaySettings(**overrides)
+        if not settings_file.is_file():
+            raise UserInputError(
+                f"settings file {settings_file} does not exist", hint="pass an existing YAML file"
+            )
+
+        class _FromFile(GatewaySettings):
+            model_config = SettingsConfigDict(yaml_file=settings_file)
+
+            @classmethod
+            def settings_customise_sources(
+                cls,
+                settings_cls: type[BaseSettings],
+                init_settings: PydanticBaseSettingsSource,
+                env_settings: PydanticBaseSettingsSource,
+                dotenv_settings: PydanticBaseSettingsSource,
+                file_secret_settings: PydanticBaseSettingsSource,
+            ) -> tuple[PydanticBaseSettingsSource, ...]:
+                return init_settings, env_settings, YamlConfigSettingsSource(settings_cls)
+
+        return _FromFile(**overrides)
+    except ValidationError as exc:
+        details = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        source = (
+            f" (from {settings_file} or {ENV_PREFIX}* variables)"
+            if settings_file
+            else f" ({ENV_PREFIX}* variables)"
+        )
+        raise UserInputError(f"invalid gateway settings{source}: {details}") from None

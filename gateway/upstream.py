@@ -1,0 +1,163 @@
+"""Connections to Triton, one pool of each per process, opened in the app's lifespan.
+
+- REST passthrough: an aiohttp session (the HTTP library tritonclient.http.aio itself uses), so
+  request bodies, JSON or binary-tensor, are forwarded as raw bytes with only the URL rewritten.
+- gRPC passthrough: a grpc.aio channel with Triton's generated GRPCInferenceService stub, so
+  protobuf requests are forwarded with only model_name/model_version rewritten.
+- Control, health and metadata for the gateway's own use: tritonclient's gRPC aio client (gRPC
+  because model load/unload over HTTP can stall HTTP inference, server#8958).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import aiohttp
+import grpc
+from tritonclient.grpc import aio as grpc_aio
+from tritonclient.grpc import service_pb2_grpc
+from tritonclient.utils import InferenceServerException
+
+from gateway.error_mapping import triton_unreachable
+from gateway.settings import GatewaySettings
+from tritium.errors import RepositoryError, TritiumError, UnavailableError, UpstreamTimeoutError
+
+FORWARDED_REQUEST_HEADERS = (
+    "content-type",
+    "inference-header-content-length",
+    "content-encoding",
+    "accept-encoding",
+)
+FORWARDED_RESPONSE_HEADERS = ("content-type", "inference-header-content-length", "content-encoding")
+
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def model_path(model: str, version: str) -> str:
+    path = f"/v2/models/{quote(model, safe='')}"
+    return f"{path}/versions/{quote(version, safe='')}" if version else path
+
+
+class Upstream:
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.http_url = settings.triton_http_url
+        self.grpc_url = settings.triton_grpc_url
+        self._session: aiohttp.ClientSession | None = None
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: service_pb2_grpc.GRPCInferenceServiceStub | None = None
+        self._control: grpc_aio.InferenceServerClient | None = None
+
+    async def start(self) -> None:
+        # Triton waits for open HTTP connections when it shuts down (up to --exit-timeout-secs), so
+        # idle pooled connections are closed quickly; busy ones stay open.
+        connector = aiohttp.TCPConnector(limit=self.settings.upstream_connections, keepalive_timeout=2.0)
+        self._session = aiohttp.ClientSession(
+            base_url=f"http://{self.http_url}",
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=self.settings.upstream_timeout_s),
+            auto_decompress=False,
+            skip_auto_headers=("user-agent", "accept", "accept-encoding", "content-type"),
+        )
+        reconnect_quickly = [
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1000),
+        ]
+        limit = self.settings.max_payload_bytes + 1024 * 1024
+        self._channel = grpc.aio.insecure_channel(
+            self.grpc_url,
+            options=[
+                ("grpc.max_send_message_length", limit),
+                ("grpc.max_receive_message_length", -1),
+                *reconnect_quickly,
+            ],
+        )
+        self._stub = service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
+        self._control = grpc_aio.InferenceServerClient(self.grpc_url, channel_args=reconnect_quickly)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        if self._channel is not None:
+            await self._channel.close()
+        if self._control is not None:
+            await self._control.close()
+
+    @property
+    def stub(self) -> service_pb2_grpc.GRPCInferenceServiceStub:
+        assert self._stub is not None, "Upstream.start() was not called"
+        return self._stub
+
+    async def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> RawResponse:
+        """One raw HTTP exchange with Triton; a stale pooled connection is retried once."""
+        assert self._session is not None, "Upstream.start() was not called"
+        for attempt in (1, 2):
+            try:
+                async with self._session.request(method, path, data=body, headers=headers) as response:
+                    content = await response.read()
+                    kept = {
+                        k: response.headers[k] for k in FORWARDED_RESPONSE_HEADERS if k in response.headers
+                    }
+                    return RawResponse(response.status, kept, content)
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError) as exc:
+                if attempt == 2:
+                    raise triton_unreachable(self.http_url, str(exc) or type(exc).__name__) from None
+            except (TimeoutError, asyncio.TimeoutError):
+                raise UpstreamTimeoutError(
+                    f"Triton did not answer {method} {path} within {self.settings.upstream_timeout_s} s",
+                    hint="raise upstream_timeout_s or check the model's latency",
+                ) from None
+            except aiohttp.ClientError as exc:
+                raise triton_unreachable(self.http_url, str(exc) or type(exc).__name__) from None
+        raise AssertionError("unreachable")
+
+    async def server_ready(self) -> tuple[bool, str]:
+        assert self._control is not None
+        try:
+            ready = await self._control.is_server_ready(client_timeout=2.0)
+        except InferenceServerException as exc:
+            return False, f"Triton at {self.grpc_url} is not reachable ({exc.message()})"
+        return ready, "ready" if ready else f"Triton at {self.grpc_url} is up but not ready"
+
+    async def model_ready(self, model: str, version: str) -> bool:
+        return await self._control_call(lambda c: c.is_model_ready(model, version, client_timeout=5.0))
+
+    async def load_model(self, model: str) -> None:
+        await self._control_call(lambda c: c.load_model(model, client_timeout=300.0))
+
+    async def unload_model(self, model: str) -> None:
+        await self._control_call(lambda c: c.unload_model(model, client_timeout=60.0))
+
+    async def repository_index(self) -> list[dict]:
+        index = await self._control_call(
+            lambda c: c.get_model_repository_index(as_json=True, client_timeout=10.0)
+        )
+        return list(index.get("models", []))
+
+    async def _control_call(self, call):  # type: ignore[no-untyped-def]
+        assert self._control is not None
+        try:
+            return await call(self._control)
+        except InferenceServerException as exc:
+            raise _control_error(exc, self.grpc_url) from None
+
+
+def _control_error(exc: InferenceServerException, url: str) -> TritiumError:
+    status, message = str(exc.status() or ""), exc.message() or str(exc)
+    if "UNAVAILABLE" in status and any(s in message.lower() for s in ("connect", "socket")):
+        return UnavailableError(
+            f"Triton at {url} is not reachable ({message})", hint="start Triton or fix --triton-grpc"
+        )
+    if "DEADLINE" in status:
+        return UpstreamTimeoutError(f"Triton did not answer in time: {message}")
+    return RepositoryError(f"Triton refused: {message}")

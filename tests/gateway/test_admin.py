@@ -1,0 +1,132 @@
+"""The admin API: auth, validated atomic changes persisted to the route file, audit, model control."""
+
+import httpx
+import pytest
+import yaml
+from prometheus_client import REGISTRY
+
+from gateway.error_mapping import VARIANT_HEADER
+
+ADMIN_TOKEN = "test-admin-token"  # the token the gateway_factory fixture configures
+
+ROUTES = {
+    "routes": {
+        "echo": {
+            "targets": [
+                {"alias": "stable", "model": "echo", "version": "1", "weight": 100},
+                {"alias": "canary", "model": "echo", "version": "2", "weight": 0},
+            ]
+        }
+    }
+}
+BODY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 1, 1, 1]}]}
+AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}", "x-tritium-actor": "tester"}
+
+
+@pytest.fixture
+def gw(gateway_factory, tmp_path):
+    (tmp_path / "routes.yaml").write_text(yaml.safe_dump(ROUTES))
+    return gateway_factory()
+
+
+def variants(gw, n=30) -> set[str]:
+    with httpx.Client(base_url=gw.url) as client:
+        return {client.post("/v2/models/echo/infer", json=BODY).headers[VARIANT_HEADER] for _ in range(n)}
+
+
+def file_weights(path) -> dict[str, int]:
+    route = yaml.safe_load(path.read_text())["routes"]["echo"]
+    return {t["alias"]: t["weight"] for t in route["targets"]}
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [({}, 401), ({"authorization": "Bearer wrong"}, 403), ({"authorization": "Basic abc"}, 401)],
+)
+def test_without_valid_token_nothing_changes(gw, tmp_path, headers, status):
+    before = (tmp_path / "routes.yaml").read_text()
+    answer = httpx.post(
+        f"{gw.url}/admin/routes/echo/weights", json={"weights": {"stable": 0, "canary": 100}}, headers=headers
+    )
+    assert answer.status_code == status and "error" in answer.json()
+    assert httpx.get(f"{gw.url}/admin/routes", headers=headers).status_code == status
+    assert (tmp_path / "routes.yaml").read_text() == before
+    assert variants(gw) == {"stable"}
+
+
+def test_admin_disabled_without_configured_token(gateway_factory, tmp_path):
+    (tmp_path / "routes.yaml").write_text(yaml.safe_dump(ROUTES))
+    gw = gateway_factory(admin_token=None)
+    answer = httpx.get(f"{gw.url}/admin/routes", headers={"authorization": "Bearer anything"})
+    assert answer.status_code == 403 and "disabled" in answer.json()["error"]
+
+
+def test_set_weights_applies_persists_audits_and_counts(gw, tmp_path):
+    labels = {"model": "echo", "action": "set-weights"}
+    before = REGISTRY.get_sample_value("tritium_gateway_route_changes_total", labels) or 0
+    answer = httpx.post(
+        f"{gw.url}/admin/routes/echo/weights", json={"weights": {"stable": 0, "canary": 100}}, headers=AUTH
+    )
+    assert answer.status_code == 200, answer.text
+    assert variants(gw) == {"canary"}
+    assert file_weights(tmp_path / "routes.yaml") == {"stable": 0, "canary": 100}
+    assert REGISTRY.get_sample_value("tritium_gateway_route_changes_total", labels) == before + 1
+    records = httpx.get(f"{gw.url}/admin/audit", headers=AUTH).json()["records"]
+    assert records[-1]["action"] == "set-weights" and records[-1]["who"].startswith("tester@")
+    assert records[-1]["detail"] == "stable=0, canary=100" and records[-1]["at"].endswith("Z")
+    audit_lines = (tmp_path / "routes.yaml.audit.jsonl").read_text().splitlines()
+    assert '"set-weights"' in audit_lines[-1]
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        ({"stable": 60, "canary": 30}, "add up to 100"),
+        ({"blue": 100}, "unknown target alias"),
+        ({"stable": 101}, "weights.stable"),
+    ],
+)
+def test_invalid_weights_are_400_and_change_nothing(gw, tmp_path, weights, message):
+    before = (tmp_path / "routes.yaml").read_text()
+    answer = httpx.post(f"{gw.url}/admin/routes/echo/weights", json={"weights": weights}, headers=AUTH)
+    assert answer.status_code == 400 and message in answer.json()["error"]
+    assert (tmp_path / "routes.yaml").read_text() == before
+
+
+def test_route_to_a_model_triton_does_not_serve_is_refused(gw, tmp_path):
+    route = {"targets": [{"alias": "stable", "model": "ghost", "version": "1", "weight": 100}]}
+    answer = httpx.put(f"{gw.url}/admin/routes/ghost", json=route, headers=AUTH)
+    assert answer.status_code == 409 and "not ready in Triton" in answer.json()["error"]
+    assert "ghost" not in yaml.safe_load((tmp_path / "routes.yaml").read_text())["routes"]
+
+
+def test_put_show_delete_route(gw, tmp_path):
+    route = {
+        "targets": [{"alias": "v4", "model": "echo", "version": "4", "weight": 100}],
+        "sticky_header": "x-team",
+    }
+    assert httpx.put(f"{gw.url}/admin/routes/slow", json=route, headers=AUTH).status_code == 200
+    shown = httpx.get(f"{gw.url}/admin/routes/slow", headers=AUTH).json()
+    assert shown["route"]["targets"][0]["version"] == "4" and shown["route"]["sticky_header"] == "x-team"
+    answer = httpx.post(f"{gw.url}/v2/models/slow/infer", json=BODY)
+    assert answer.headers[VARIANT_HEADER] == "v4" and answer.json()["outputs"][0]["data"] == [4.0] * 4
+    assert httpx.delete(f"{gw.url}/admin/routes/slow", headers=AUTH).status_code == 200
+    assert httpx.get(f"{gw.url}/admin/routes/slow", headers=AUTH).status_code == 404
+    assert "slow" not in yaml.safe_load((tmp_path / "routes.yaml").read_text())["routes"]
+
+
+def test_malformed_admin_body_is_400(gw):
+    answer = httpx.post(
+        f"{gw.url}/admin/routes/echo/weights",
+        content=b"{not json",
+        headers={**AUTH, "content-type": "application/json"},
+    )
+    assert answer.status_code == 400 and answer.json()["error"].startswith("invalid request")
+
+
+def test_models_index_and_load_via_grpc_control(gw):
+    index = httpx.get(f"{gw.url}/admin/models", headers=AUTH).json()["models"]
+    assert {"echo"} <= {m["name"] for m in index}
+    assert httpx.post(f"{gw.url}/admin/models/echo/load", headers=AUTH, timeout=60).status_code == 200
+    answer = httpx.post(f"{gw.url}/admin/models/ghost/load", headers=AUTH, timeout=60)
+    assert answer.status_code == 409 and "ghost" in answer.json()["error"]

@@ -1,0 +1,161 @@
+"""The gRPC front-end against a real Triton, driven by tritonclient's own gRPC client and raw stubs."""
+
+import queue
+from collections import Counter
+
+import grpc
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import yaml
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+from tritonclient.utils import InferenceServerException
+
+from gateway.grpc_service import VARIANT_PARAMETER
+
+X = np.array([[1.0, 2.0, 3.0, 4.0]], dtype=np.float32)
+ROUTES = {
+    "routes": {
+        "echo": {
+            "targets": [
+                {"alias": "stable", "model": "echo", "version": "1", "weight": 50},
+                {"alias": "canary", "model": "echo", "version": "2", "weight": 50},
+            ]
+        },
+        "digits": {"targets": [{"alias": "stable", "model": "echo", "version": "2", "weight": 100}]},
+    }
+}
+MULTIPLIER = {"stable": 1, "canary": 2}
+
+
+@pytest.fixture
+def gw(gateway_factory, tmp_path):
+    (tmp_path / "routes.yaml").write_text(yaml.safe_dump(ROUTES))
+    return gateway_factory(max_payload_bytes=64 * 1024, upstream_timeout_s=1.0)
+
+
+def inputs(shape=(1, 4), dtype="FP32", data=X):
+    x = grpcclient.InferInput("x", list(shape), dtype)
+    x.set_data_from_numpy(data)
+    return [x]
+
+
+def variant_of(result: grpcclient.InferResult) -> str:
+    return result.get_response().parameters[VARIANT_PARAMETER].string_param
+
+
+def test_split_and_variant_matches_answer(gw):
+    client = grpcclient.InferenceServerClient(gw.grpc_url)
+    seen = Counter()
+    for _ in range(60):
+        result = client.infer("echo", inputs())
+        variant = variant_of(result)
+        np.testing.assert_array_equal(result.as_numpy("y"), X * MULTIPLIER[variant])
+        seen[variant] += 1
+    assert set(seen) == {"stable", "canary"}
+    client.close()
+
+
+def test_sticky_key_in_metadata(gw):
+    client = grpcclient.InferenceServerClient(gw.grpc_url)
+    for user in ("alice", "bob", "carol", "dave"):
+        variants = {variant_of(client.infer("echo", inputs(), headers={"x-user-id": user})) for _ in range(6)}
+        assert len(variants) == 1
+    client.close()
+
+
+def test_variant_in_trailing_metadata_of_raw_stub(gw):
+    with grpc.insecure_channel(gw.grpc_url) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        request = service_pb2.ModelInferRequest(model_name="echo", model_version="2")
+        tensor = request.inputs.add(name="x", datatype="FP32", shape=[1, 4])
+        del tensor
+        request.raw_input_contents.append(X.tobytes())
+        response, call = stub.ModelInfer.with_call(request)
+        assert dict(call.trailing_metadata())["x-tritium-variant"] == "canary"
+        np.testing.assert_array_equal(
+            np.frombuffer(response.raw_output_contents[0], np.float32), X.ravel() * 2
+        )
+
+
+def test_health_metadata_config_and_public_name(gw):
+    client = grpcclient.InferenceServerClient(gw.grpc_url)
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.get_server_metadata().name == "triton"
+    metadata = client.get_model_metadata("digits")
+    assert metadata.name == "digits" and metadata.inputs[0].name == "x"
+    assert client.get_model_config("digits").config.name == "digits"
+    assert client.is_model_ready("echo", "4")
+    assert list(client.get_model_metadata("echo").versions) == ["1", "2", "3", "4"]
+    assert client.get_inference_statistics("echo").model_stats
+    np.testing.assert_array_equal(client.infer("digits", inputs()).as_numpy("y"), X * 2)
+    np.testing.assert_array_equal(client.infer("echo", inputs(), model_version="4").as_numpy("y"), X * 4)
+    client.close()
+
+
+def _error(call) -> InferenceServerException:
+    with pytest.raises(InferenceServerException) as info:
+        call()
+    return info.value
+
+
+def test_errors_have_proper_status(gw):
+    client = grpcclient.InferenceServerClient(gw.grpc_url)
+    err = _error(lambda: client.infer("echo", inputs((1, 3), data=np.ones((1, 3), np.float32))))
+    assert err.status() == "StatusCode.INVALID_ARGUMENT" and "unexpected shape" in err.message()
+    err = _error(lambda: client.infer("nope", inputs()))
+    assert err.status() == "StatusCode.NOT_FOUND" and "unknown model" in err.message()
+    err = _error(lambda: client.infer("echo", inputs(), model_version="9"))
+    assert err.status() == "StatusCode.NOT_FOUND"
+    err = _error(lambda: client.infer("echo", inputs(), model_version="3"))
+    assert err.status() == "StatusCode.INTERNAL" and "broken on purpose" in err.message()
+    err = _error(lambda: client.infer("echo", inputs(), model_version="4", parameters={"delay_ms": 1500}))
+    assert err.status() == "StatusCode.DEADLINE_EXCEEDED"
+    big = np.ones((8, 4), np.float32)
+    ok = client.infer("echo", inputs((8, 4), data=big))
+    assert ok.as_numpy("y").shape == (8, 4)
+    client.close()
+
+
+def test_payload_over_limit_is_resource_exhausted(gw):
+    client = grpcclient.InferenceServerClient(gw.grpc_url)
+    big = np.ones((1, 20_000), np.float32)  # 80 KB > 64 KiB
+    err = _error(lambda: client.infer("echo", inputs(big.shape, data=big)))
+    assert err.status() == "StatusCode.RESOURCE_EXHAUSTED"
+    client.close()
+
+
+def test_stream_infer_is_routed(gw):
+    client = grpcclient.InferenceServerClient(gw.grpc_url)
+    answers: queue.Queue = queue.Queue()
+    client.start_stream(callback=lambda result, error: answers.put((result, error)))
+    for version in ("1", "2", "canary"):
+        client.async_stream_infer("echo", inputs(), model_version=version)
+    got = sorted(float(answers.get(timeout=10)[0].as_numpy("y")[0, 0]) for _ in range(3))
+    client.stop_stream()
+    client.close()
+    assert got == [1.0, 2.0, 2.0]
+
+
+def test_repository_control_needs_admin_token(gw):
+    client = grpcclient.InferenceServerClient(gw.grpc_url)
+    err = _error(lambda: client.get_model_repository_index())
+    assert err.status() == "StatusCode.UNAUTHENTICATED"
+    err = _error(lambda: client.get_model_repository_index(headers={"authorization": "Bearer wrong"}))
+    assert err.status() == "StatusCode.PERMISSION_DENIED"
+    index = client.get_model_repository_index(headers={"authorization": "Bearer test-admin-token"})
+    assert "echo" in {m.name for m in index.models}
+    client.close()
+
+
+def test_api_keys_on_grpc(gateway_factory, tmp_path):
+    (tmp_path / "routes.yaml").write_text(yaml.safe_dump(ROUTES))
+    gw = gateway_factory(api_keys=["k1"])
+    client = grpcclient.InferenceServerClient(gw.grpc_url)
+    assert _error(lambda: client.infer("echo", inputs())).status() == "StatusCode.UNAUTHENTICATED"
+    assert _error(lambda: client.infer("echo", inputs(), headers={"x-api-key": "k2"})).status() == (
+        "StatusCode.PERMISSION_DENIED"
+    )
+    assert client.infer("echo", inputs(), headers={"x-api-key": "k1"}).as_numpy("y").shape == (1, 4)
+    assert client.is_server_ready()
+    client.close()
