@@ -1,0 +1,119 @@
+"""deploy/gateway/Dockerfile: the gateway image installs only the `gateway` extra. No Docker engine
+runs here, so the test checks the Dockerfile's instructions and then runs the gateway with every
+package the image does not ship made unimportable (torch, onnxruntime, serving, ...)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+from tests.deploy.conftest import DEPLOY, REPO
+
+DOCKERFILE = DEPLOY / "gateway" / "Dockerfile"
+NOT_IN_IMAGE = (
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "onnxscript",
+    "sklearn",
+    "transformers",
+    "matplotlib",
+    "pytriton",
+    "serving",
+)
+
+_RUN_WITHOUT = """
+import importlib.abc, sys
+blocked = set({blocked!r})
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in blocked:
+            raise ImportError(f"{{name}} is not in the gateway image")
+sys.meta_path.insert(0, Block())
+{body}
+"""
+
+
+def _instructions() -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text())
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
+
+
+def _copied_sources() -> set[str]:
+    return {
+        source
+        for op, args in _instructions()
+        if op == "COPY" and not args.startswith("--from")
+        for source in args.split()[:-1]
+    }
+
+
+def _run_without_heavy_packages(body: str) -> subprocess.CompletedProcess[str]:
+    code = _RUN_WITHOUT.format(blocked=NOT_IN_IMAGE, body=body)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_dockerfile_installs_only_the_gateway_extra() -> None:
+    instructions = _instructions()
+    runs = " ".join(args for op, args in instructions if op == "RUN")
+    assert re.search(r'pip install "\.\[gateway\]"', runs)
+    assert "torch" not in runs
+    sources = _copied_sources()
+    assert {"pyproject.toml", "tritium", "gateway"} <= sources
+    assert all((REPO / source).exists() for source in sources), sources
+    assert "serving" not in sources and "model_repository" not in sources
+
+
+def test_dockerfile_runs_as_non_root_with_a_healthcheck() -> None:
+    instructions = _instructions()
+    users = [args for op, args in instructions if op == "USER"]
+    assert users and users[-1] not in {"root", "0"}
+    healthcheck = next(args for op, args in instructions if op == "HEALTHCHECK")
+    assert "/v2/health/live" in healthcheck
+    cmd = next(args for op, args in reversed(instructions) if op == "CMD")
+    assert json.loads(cmd) == ["tritium", "gateway"]
+    assert ("EXPOSE", "8080 8081") in instructions
+
+
+def test_dockerignore_sends_only_what_the_image_copies() -> None:
+    ignore = (DEPLOY / "gateway" / "Dockerfile.dockerignore").read_text().split()
+    assert ignore[ignore.index("*") :][:1] == ["*"]
+    allowed = {line[1:] for line in ignore if line.startswith("!")}
+    assert _copied_sources() <= allowed
+
+
+def test_gateway_app_and_health_work_without_torch(tmp_path) -> None:
+    body = f"""
+from fastapi.testclient import TestClient
+from gateway.app import create_app
+from gateway.settings import load_settings
+settings = load_settings(route_file={str(tmp_path / "routes.yaml")!r}, grpc_port=None, triton_http_url="127.0.0.1:9")
+with TestClient(create_app(settings)) as client:
+    live = client.get("/v2/health/live")
+    metrics = client.get("/metrics")
+print(live.status_code, "tritium_gateway_in_flight_requests" in metrics.text)
+"""
+    result = _run_without_heavy_packages(body)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[-2:] == ["200", "True"]
+
+
+def test_blocked_imports_really_fail() -> None:
+    result = _run_without_heavy_packages("import torch")
+    assert result.returncode != 0 and "not in the gateway image" in result.stderr
+
+
+def test_image_command_runs_without_torch() -> None:
+    """The image's CMD, `tritium gateway`, resolves with only the image's packages."""
+    body = """
+from tritium.cli import main
+raise SystemExit(main(["gateway", "--help"]))
+"""
+    result = _run_without_heavy_packages(body)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "--triton-grpc" in result.stdout
