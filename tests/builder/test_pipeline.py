@@ -112,3 +112,28 @@ def test_rejected_variant_is_reported_not_written(tmp_path):
     assert "OVER BUDGET" in result.variants[1].reason
     assert result.written == {"tiny": [1]}
     assert not result.variants[1].latency  # rejected variants are not profiled
+
+
+def test_static_int8_with_each_calibration_method(tmp_path):
+    calib = {"kind": "npz", "path": "calib.npz", "labels": None}
+    recipe = write_tiny_project(
+        tmp_path / "p",
+        variants=[
+            {
+                "kind": "onnx-int8-static",
+                "name": f"int8-{method}",
+                "calibration": {"dataset": calib, "method": method},
+            }
+            for method in ("minmax", "entropy", "percentile")
+        ],
+    )
+    result = build_recipe(
+        recipe, repository=tmp_path / "repo", output_dir=tmp_path / "o", show_progress=False
+    )
+    assert [v.status for v in result.variants] == [ACCEPTED] * 3
+    methods = [
+        next(s for s in v.artifact.steps if s.name == "quantize-static-int8").params["calibration_method"]
+        for v in result.variants
+    ]
+    assert methods == ["minmax", "entropy", "percentile"]
+    assert result.written == {"tiny": [1, 2, 3]}
