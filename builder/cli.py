@@ -14,6 +14,7 @@ from rich.table import Table
 def _console() -> Console:
     return Console()
 
+
 RepositoryOption = Annotated[
     Path, typer.Option("--repository", "-r", help="Triton model repository", envvar="TRITIUM_REPOSITORY")
 ]

@@ -46,11 +46,18 @@ from builder.recipe import (
     load_recipe,
     variant_name,
 )
-from builder.repository import NewVersion, write_versions
+from builder.repository import ModelWrite, NewVersion, write_models
 from builder.runners import OrtRunner, Outputs, Runner, TorchRunner, run_eval_set
 from builder.sources import SourceModel, load_source
-from builder.triton_config import build_config
-from tritium.errors import BudgetError, ModelSourceError, RecipeError, TritiumError, UserInputError
+from builder.triton_config import build_config, versions_to_serve
+from tritium.errors import (
+    BudgetError,
+    ExportError,
+    ModelSourceError,
+    RecipeError,
+    TritiumError,
+    UserInputError,
+)
 
 ACCEPTED, REJECTED, FAILED = "accepted", "rejected", "failed"
 
@@ -130,7 +137,14 @@ def _output_types(onnx_path: Path) -> tuple[dict[str, DType], dict[str, list[int
     dtypes, shapes = {}, {}
     for output in graph.output:
         tensor = output.type.tensor_type
-        dtypes[output.name] = DType.from_numpy(helper.tensor_dtype_to_np_dtype(tensor.elem_type))
+        try:
+            dtypes[output.name] = DType.from_numpy(helper.tensor_dtype_to_np_dtype(tensor.elem_type))
+        except (ValueError, KeyError, TypeError):
+            raise ExportError(
+                f"output {output.name!r} has element type {onnx.TensorProto.DataType.Name(tensor.elem_type)}, "
+                "which Tritium cannot serve",
+                hint="return a numeric or boolean tensor from the model",
+            ) from None
         shapes[output.name] = [
             d.dim_value if d.HasField("dim_value") else (d.dim_param or "dynamic") for d in tensor.shape.dim
         ]
@@ -364,8 +378,6 @@ def build_recipe(
     show_progress: bool = True,
 ) -> BuildResult:
     """Run a whole build. Raises a :class:`TritiumError` (repository untouched) on failure."""
-    from builder import report as reporting
-
     started = time.perf_counter()
     console = console or Console(stderr=True)
     loaded = load_recipe(recipe_path)
@@ -443,7 +455,11 @@ def build_recipe(
                     result.decision = build.decide(evaluation, result.evaluation)
                     result.status = ACCEPTED if result.decision.accepted else REJECTED
                     result.reason = result.decision.reason
-                    if isinstance(variant, OnnxFp32Variant) and fp32_base is None:
+                    if (
+                        isinstance(variant, OnnxFp32Variant)
+                        and fp32_base is None
+                        and result.status == ACCEPTED
+                    ):
                         fp32_base = (name, artifact.path)
                 except UserInputError:
                     raise
@@ -470,7 +486,7 @@ def build_recipe(
 
         if not accepted:
             outcome.seconds = time.perf_counter() - started
-            outcome.reports = reporting.write_reports(outcome)
+            outcome.reports = _write_reports(outcome)
             summary = "; ".join(f"{r.name}: {r.status} ({r.reason})" for r in results)
             raise BudgetError(
                 f"no variant of {recipe.name!r} met the budget, nothing was written to {repository} — {summary}",
@@ -481,8 +497,21 @@ def build_recipe(
             _write(build, outcome, source, export_steps, created_at, output_dtypes, output_shapes)
 
     outcome.seconds = time.perf_counter() - started
-    outcome.reports = reporting.write_reports(outcome)
+    outcome.reports = _write_reports(outcome)
     return outcome
+
+
+def _write_reports(outcome: BuildResult) -> dict[str, Path]:
+    from builder import report as reporting
+
+    try:
+        return reporting.write_reports(outcome)
+    except OSError as exc:
+        raise UserInputError(
+            f"cannot write the build report to {outcome.output_dir}: {exc.strerror or exc} "
+            f"(versions written: {outcome.written or 'none'})",
+            hint="pass a writable --output folder",
+        ) from None
 
 
 def _write(
@@ -502,6 +531,7 @@ def _write(
             recipe.name if platform_name == producing.ONNX_PLATFORM else f"{recipe.name}_torchscript"
         )
         groups.setdefault(result.model_name, []).append(result)
+    writes = []
     for model_name, members in groups.items():
         keys = {m.name for m in members}
         new = [
@@ -519,8 +549,6 @@ def _write(
         platform_name = members[0].artifact.platform
 
         def make_config(versions: list[int], model_name=model_name, platform_name=platform_name):
-            from builder.triton_config import versions_to_serve
-
             return build_config(
                 recipe,
                 name=model_name,
@@ -530,6 +558,8 @@ def _write(
                 output_shapes=output_shapes,
             )
 
-        numbers = write_versions(outcome.repository, model_name, new, make_config)
-        for member, number in zip(members, numbers, strict=True):
+        writes.append(ModelWrite(model_name, new, make_config))
+    numbers = write_models(outcome.repository, writes)  # one transaction: every model lands, or none
+    for model_name, members in groups.items():
+        for member, number in zip(members, numbers[model_name], strict=True):
             member.version = number

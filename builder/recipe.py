@@ -27,25 +27,22 @@ class _Strict(BaseModel):
 class DType(str, Enum):
     """Tensor element types, spelled as Triton spells them (``TYPE_`` prefix dropped)."""
 
+    FP64 = "FP64"
     FP32 = "FP32"
     FP16 = "FP16"
     INT64 = "INT64"
     INT32 = "INT32"
+    INT16 = "INT16"
     INT8 = "INT8"
+    UINT64 = "UINT64"
+    UINT32 = "UINT32"
+    UINT16 = "UINT16"
     UINT8 = "UINT8"
     BOOL = "BOOL"
 
     @property
     def numpy(self) -> str:
-        return {
-            "FP32": "float32",
-            "FP16": "float16",
-            "INT64": "int64",
-            "INT32": "int32",
-            "INT8": "int8",
-            "UINT8": "uint8",
-            "BOOL": "bool",
-        }[self.value]
+        return "bool" if self is DType.BOOL else self.value.replace("FP", "float").lower()
 
     @classmethod
     def from_numpy(cls, dtype: object) -> DType:
@@ -255,7 +252,7 @@ class TritonSettings(_Strict):
 
 
 class ProfileSettings(_Strict):
-    batch_sizes: list[int] | None = Field(
+    batch_sizes: list[Annotated[int, Field(ge=1)]] | None = Field(
         default=None, description="Batch sizes to profile; default powers of two up to max_batch_size"
     )
     fixed_dims: dict[str, int] = Field(
@@ -270,7 +267,9 @@ class ProfileSettings(_Strict):
 
 class ExportSettings(_Strict):
     opset: int = Field(default=17, ge=11)
-    verify_batch_sizes: list[int] = Field(default_factory=lambda: [1, 3, 8])
+    verify_batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [1, 3, 8], min_length=1
+    )
     verify_dims: dict[str, list[int]] = Field(
         default_factory=dict,
         description="Sizes to verify for each dynamic non-batch axis, e.g. sequence: [7, 32]",
@@ -314,6 +313,11 @@ class Recipe(_Strict):
         ]:
             if output is not None and output not in outputs:
                 raise ValueError(f"{where}: {output!r} is not a declared output ({sorted(outputs)})")
+        too_large = [b for b in self.profile.batch_sizes or [] if b > max(self.triton.max_batch_size, 1)]
+        if too_large:
+            raise ValueError(
+                f"profile.batch_sizes {too_large} exceed triton.max_batch_size {self.triton.max_batch_size}"
+            )
         if self.triton.max_batch_size > 0:
             for spec in self.inputs:
                 if not isinstance(spec.shape[0], str):

@@ -92,6 +92,15 @@ def _validate_staged(model_dir: Path, versions: Sequence[int], config_text: str)
         json.loads((version_dir / LINEAGE).read_text())
 
 
+@dataclass(frozen=True)
+class ModelWrite:
+    """New versions for one Triton model; ``make_config`` gets every version after the write."""
+
+    model_name: str
+    new: Sequence[NewVersion]
+    make_config: Callable[[list[int]], mc.ModelConfig]
+
+
 def write_versions(
     repository: Path,
     model_name: str,
@@ -100,64 +109,118 @@ def write_versions(
     *,
     before_commit: Callable[[Path], None] | None = None,
 ) -> list[int]:
-    """Add ``new`` as the next versions of ``model_name``; returns their version numbers.
+    """Add ``new`` as the next versions of ``model_name``; returns their version numbers."""
+    return write_models(repository, [ModelWrite(model_name, new, make_config)], before_commit=before_commit)[
+        model_name
+    ]
 
-    ``make_config`` receives every version of the model after the write and returns its config.
-    ``before_commit`` (tests) runs on the staged model folder just before the rename.
+
+def write_models(
+    repository: Path,
+    writes: Sequence[ModelWrite],
+    *,
+    before_commit: Callable[[Path], None] | None = None,
+) -> dict[str, list[int]]:
+    """Write new versions of one or more models as one transaction: all land, or none.
+
+    Everything is staged beside the repository and validated first; then each model is renamed
+    into place, and a failure part-way puts back what was already moved. ``before_commit``
+    (tests) runs on each staged model folder just before the renames.
     """
     repository = repository.resolve()
-    with repository_lock(repository):
-        repository.mkdir(parents=True, exist_ok=True)
-        model_dir = repository / model_name
-        if model_dir.exists() and not (model_dir / CONFIG).is_file():
-            raise RepositoryError(
-                f"{model_dir} exists but holds no {CONFIG}", hint="move it away or choose another model name"
-            )
-        existing = existing_versions(model_dir)
-        start = (existing[-1] if existing else 0) + 1
-        numbers = list(range(start, start + len(new)))
-        by_key = {item.key: number for item, number in zip(new, numbers, strict=True) if item.key}
-
-        staging_root = repository.parent / f".{repository.name}.staging-{uuid.uuid4().hex[:8]}"
-        staged_model = staging_root / model_name
-        try:
-            staged_model.mkdir(parents=True)
-            for item, number in zip(new, numbers, strict=True):
-                version_dir = staged_model / str(number)
-                version_dir.mkdir()
-                shutil.copyfile(item.model_file, version_dir / item.filename)
-                lineage = dict(item.lineage, version=number)
-                if item.parent_key is not None:
-                    lineage["parent_version"] = by_key.get(item.parent_key)
-                (version_dir / LINEAGE).write_text(json.dumps(lineage, indent=2, sort_keys=False) + "\n")
-            config_text = to_pbtxt(make_config(existing + numbers))
-            (staged_model / CONFIG).write_text(config_text)
-            _validate_staged(staged_model, numbers, config_text)
-            if before_commit:
-                before_commit(staged_model)
-            _commit(staged_model, model_dir, numbers)
-        finally:
-            shutil.rmtree(staging_root, ignore_errors=True)
-        return numbers
-
-
-def _commit(staged_model: Path, model_dir: Path, numbers: Sequence[int]) -> None:
-    if not model_dir.exists():
-        os.rename(staged_model, model_dir)
-        return
-    moved: list[int] = []
     try:
-        for number in numbers:
-            target = model_dir / str(number)
-            if target.exists():
-                raise RepositoryError(f"version {number} of {model_dir.name} appeared during the build")
-            os.rename(staged_model / str(number), target)
-            moved.append(number)
-        os.replace(staged_model / CONFIG, model_dir / CONFIG)
+        with repository_lock(repository):
+            repository.mkdir(parents=True, exist_ok=True)
+            staging_root = repository.parent / f".{repository.name}.staging-{uuid.uuid4().hex[:8]}"
+            try:
+                staged = [_stage(repository, staging_root, write) for write in writes]
+                if before_commit:
+                    for stage in staged:
+                        before_commit(stage.staged_dir)
+                _commit_all(staged)
+            finally:
+                shutil.rmtree(staging_root, ignore_errors=True)
+    except OSError as exc:
+        raise RepositoryError(
+            f"cannot write the model repository {repository}: {exc.strerror or exc} "
+            f"({exc.filename or repository}); nothing was changed",
+            hint="check that the path is writable and the disk has space",
+        ) from None
+    return {stage.model_dir.name: stage.numbers for stage in staged}
+
+
+@dataclass
+class _Staged:
+    model_dir: Path
+    staged_dir: Path
+    numbers: list[int]
+    moved: list[int]
+    backup_config: Path | None = None
+    created: bool = False
+
+
+def _stage(repository: Path, staging_root: Path, write: ModelWrite) -> _Staged:
+    model_dir = repository / write.model_name
+    if model_dir.exists() and not (model_dir / CONFIG).is_file():
+        raise RepositoryError(
+            f"{model_dir} exists but holds no {CONFIG}", hint="move it away or choose another model name"
+        )
+    existing = existing_versions(model_dir)
+    start = (existing[-1] if existing else 0) + 1
+    numbers = list(range(start, start + len(write.new)))
+    by_key = {item.key: number for item, number in zip(write.new, numbers, strict=True) if item.key}
+    staged_dir = staging_root / write.model_name
+    staged_dir.mkdir(parents=True)
+    for item, number in zip(write.new, numbers, strict=True):
+        version_dir = staged_dir / str(number)
+        version_dir.mkdir()
+        shutil.copyfile(item.model_file, version_dir / item.filename)
+        lineage = dict(item.lineage, version=number)
+        if item.parent_key is not None:
+            lineage["parent_version"] = by_key.get(item.parent_key)
+        (version_dir / LINEAGE).write_text(json.dumps(lineage, indent=2) + "\n")
+    config_text = to_pbtxt(write.make_config(existing + numbers))
+    (staged_dir / CONFIG).write_text(config_text)
+    _validate_staged(staged_dir, numbers, config_text)
+    return _Staged(model_dir, staged_dir, numbers, moved=[])
+
+
+def _commit_all(staged: Sequence[_Staged]) -> None:
+    done: list[_Staged] = []
+    try:
+        for stage in staged:
+            done.append(stage)
+            _commit(stage)
     except BaseException:
-        for number in moved:  # put the repository back as it was
-            os.rename(model_dir / str(number), staged_model / str(number))
+        for stage in reversed(done):  # put the repository back as it was
+            _undo(stage)
         raise
+
+
+def _commit(stage: _Staged) -> None:
+    if not stage.model_dir.exists():
+        os.rename(stage.staged_dir, stage.model_dir)
+        stage.created = True
+        return
+    for number in stage.numbers:
+        target = stage.model_dir / str(number)
+        if target.exists():
+            raise RepositoryError(f"version {number} of {stage.model_dir.name} appeared during the build")
+        os.rename(stage.staged_dir / str(number), target)
+        stage.moved.append(number)
+    stage.backup_config = stage.staged_dir / f"{CONFIG}.previous"
+    shutil.copyfile(stage.model_dir / CONFIG, stage.backup_config)
+    os.replace(stage.staged_dir / CONFIG, stage.model_dir / CONFIG)
+
+
+def _undo(stage: _Staged) -> None:
+    if stage.created:
+        os.rename(stage.model_dir, stage.staged_dir)
+        return
+    if stage.backup_config is not None and stage.backup_config.exists():
+        os.replace(stage.backup_config, stage.model_dir / CONFIG)
+    for number in stage.moved:
+        os.rename(stage.model_dir / str(number), stage.staged_dir / str(number))
 
 
 @dataclass(frozen=True)
@@ -186,19 +249,29 @@ def read_model(repository: Path, name: str) -> ModelInfo:
         config = parse_pbtxt(config_path.read_text())
     except Exception as exc:
         raise RepositoryError(f"{config_path} does not parse: {str(exc).splitlines()[0]}") from None
-    served = set(config.version_policy.specific.versions)
-    policy = config.version_policy.WhichOneof("policy_choice")
+    numbers = existing_versions(model_dir)
+    served = served_versions(config, numbers)
     versions = []
-    for number in existing_versions(model_dir):
+    for number in numbers:
         lineage_path = model_dir / str(number) / LINEAGE
-        lineage = json.loads(lineage_path.read_text()) if lineage_path.is_file() else {}
-        is_served = (
-            number in served
-            if policy == "specific"
-            else policy == "all" or number == max(existing_versions(model_dir))
-        )
-        versions.append(VersionInfo(number, model_dir / str(number), lineage, is_served))
+        try:
+            lineage = json.loads(lineage_path.read_text()) if lineage_path.is_file() else {}
+        except (OSError, ValueError) as exc:
+            lineage = {"error": f"unreadable {LINEAGE}: {exc}"}
+        versions.append(VersionInfo(number, model_dir / str(number), lineage, number in served))
     return ModelInfo(name, model_dir, config, tuple(versions))
+
+
+def served_versions(config: mc.ModelConfig, versions: Sequence[int]) -> set[int]:
+    """The versions Triton loads under the config's version policy (default: latest 1)."""
+    policy = config.version_policy
+    choice = policy.WhichOneof("policy_choice")
+    if choice == "all":
+        return set(versions)
+    if choice == "specific":
+        return set(policy.specific.versions) & set(versions)
+    count = policy.latest.num_versions if choice == "latest" else 1
+    return set(sorted(versions)[-max(count, 1) :])
 
 
 def list_models(repository: Path) -> list[ModelInfo]:

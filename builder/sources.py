@@ -92,7 +92,7 @@ def _load_factory(loaded: LoadedRecipe, source: TorchFactorySource) -> SourceMod
             raise ModelSourceError(f"state dict {path} cannot be loaded: {exc}") from None
         try:
             module.load_state_dict(state)
-        except RuntimeError as exc:
+        except (RuntimeError, TypeError, AttributeError) as exc:
             first = str(exc).strip().splitlines()[0:2]
             raise ModelSourceError(
                 f"state dict {path} does not fit the factory's model: {' '.join(first)}",

@@ -141,3 +141,26 @@ def test_torchscript_variant_needs_a_torch_source(capsys, project, tmp_path):
     _assert_one_line_error(
         *_run(capsys, project, tmp_path / "repo"), 2, "torchscript variant needs a PyTorch source"
     )
+
+
+def test_state_dict_that_is_not_a_dict(capsys, project, tmp_path):
+    import torch
+
+    torch.save(torch.zeros(3), project.parent / "w.pt")
+    _edit(
+        project,
+        source={
+            "kind": "pytorch",
+            "factory": "tests.builder.tiny_models:tiny_classifier",
+            "state_dict": "w.pt",
+        },
+    )
+    _assert_one_line_error(
+        *_run(capsys, project, tmp_path / "repo"), 2, "state dict", "does not fit the factory's model"
+    )
+
+
+def test_unwritable_repository(capsys, project, tmp_path):
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    code, err = _run(capsys, project, tmp_path / "blocker" / "repo")
+    _assert_one_line_error(code, err, 5, "cannot write the model repository", "nothing was changed")

@@ -99,3 +99,8 @@ def test_relative_paths_resolve_against_recipe(tmp_path):
     path.write_text(yaml.safe_dump(MINIMAL))
     loaded = load_recipe(path)
     assert loaded.resolve(Path("model.onnx")) == (tmp_path / "sub" / "model.onnx").resolve()
+
+
+def test_profile_batch_sizes_must_be_positive_and_within_max():
+    assert "greater than or equal to 1" in _error({**MINIMAL, "profile": {"batch_sizes": [0, 4]}})
+    assert "exceed triton.max_batch_size 32" in _error({**MINIMAL, "profile": {"batch_sizes": [64]}})

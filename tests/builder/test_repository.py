@@ -8,8 +8,17 @@ import pytest
 from onnx import TensorProto, helper
 
 from builder.recipe import DType, parse_recipe
-from builder.repository import NewVersion, list_models, read_model, repository_lock, write_versions
-from builder.triton_config import build_config
+from builder.repository import (
+    ModelWrite,
+    NewVersion,
+    list_models,
+    read_model,
+    repository_lock,
+    served_versions,
+    write_models,
+    write_versions,
+)
+from builder.triton_config import build_config, parse_pbtxt
 from tests.builder.test_recipe import MINIMAL
 from tritium.errors import NotFoundError, RepositoryError
 
@@ -84,7 +93,7 @@ def test_failure_before_commit_leaves_repository_untouched(tmp_path):
         assert (staged / "2" / "model.onnx").is_file()  # fully staged, not yet renamed
         raise OSError("disk full")
 
-    with pytest.raises(OSError):
+    with pytest.raises(RepositoryError, match="disk full"):
         write_versions(repo, "tiny", [_new(tmp_path, "b")], _make_config, before_commit=explode)
     assert tree_digest(repo) == before
     assert not list(tmp_path.glob(".repo.staging-*"))
@@ -123,3 +132,60 @@ def test_written_model_runs(tmp_path):
     )
     out = session.run(None, {"x": np.ones((2, 4), np.float32)})[0]
     assert np.allclose(out, 2.0)
+
+
+def test_several_models_land_together_or_not_at_all(tmp_path):
+    repo = tmp_path / "repo"
+    write_versions(repo, "tiny", [_new(tmp_path, "a")], _make_config)
+    before = tree_digest(repo)
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"garbage")
+    writes = [
+        ModelWrite("tiny", [_new(tmp_path, "b")], _make_config),
+        ModelWrite("tiny_other", [NewVersion(bad, "model.onnx", {})], _make_config),
+    ]
+    with pytest.raises(RepositoryError, match="does not load"):
+        write_models(repo, writes)
+    assert tree_digest(repo) == before
+
+
+def test_rollback_when_a_later_model_fails_to_commit(tmp_path):
+    repo = tmp_path / "repo"
+    write_versions(repo, "tiny", [_new(tmp_path, "a")], _make_config)
+    write_versions(repo, "second", [_new(tmp_path, "s")], _make_config)
+    before = tree_digest(repo)
+
+    def race(staged):  # another writer creates the version 'second' is about to take
+        if staged.name == "second":
+            (repo / "second" / "2").mkdir()
+
+    writes = [
+        ModelWrite("tiny", [_new(tmp_path, "b")], _make_config),
+        ModelWrite("second", [_new(tmp_path, "t")], _make_config),
+    ]
+    with pytest.raises(RepositoryError, match="appeared during the build"):
+        write_models(repo, writes, before_commit=race)
+    (repo / "second" / "2").rmdir()
+    assert tree_digest(repo) == before  # 'tiny' v2 and its new config were put back
+
+
+def test_unwritable_repository_is_one_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(RepositoryError, match="cannot write the model repository"):
+        write_versions(blocker / "repo", "tiny", [_new(tmp_path, "a")], _make_config)
+
+
+def test_served_versions_follow_the_policy():
+    versions = [1, 2, 3, 4]
+    assert served_versions(parse_pbtxt(""), versions) == {4}
+    assert served_versions(parse_pbtxt("version_policy { latest { num_versions: 2 } }"), versions) == {3, 4}
+    assert served_versions(parse_pbtxt("version_policy { all {} }"), versions) == {1, 2, 3, 4}
+    assert served_versions(parse_pbtxt("version_policy { specific { versions: [1, 9] } }"), versions) == {1}
+
+
+def test_corrupt_lineage_does_not_break_listing(tmp_path):
+    repo = tmp_path / "repo"
+    write_versions(repo, "tiny", [_new(tmp_path, "a")], _make_config)
+    (repo / "tiny" / "1" / "lineage.json").write_text("{broken")
+    assert "unreadable lineage.json" in read_model(repo, "tiny").versions[0].lineage["error"]
