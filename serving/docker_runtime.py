@@ -140,7 +140,16 @@ class DockerTriton:
         options = container_options(
             self.repository, image=self.image, host=self.host, ports=self.ports, models=self.models, gpu=gpu
         )
-        self.container = client.containers.run(**options)
+        from docker.errors import DockerException
+
+        try:
+            self.container = client.containers.run(**options)
+        except DockerException as exc:
+            explanation = getattr(exc, "explanation", None) or str(exc)
+            raise UnavailableError(
+                f"Docker could not start {self.image}: {' '.join(str(explanation).split())[:200]}",
+                hint="pull the image (docker pull) and free the ports, or use --runtime local",
+            ) from None
         return self
 
     def is_running(self) -> bool:
