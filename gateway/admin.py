@@ -8,10 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway import canary
+from gateway import canary, metrics
 from gateway.auth import check_admin, presented_credential
 from gateway.core import Gateway
-from gateway.routes import CanaryPolicy, Route, RouteTable, Shadow, table_to_data, validated_route
+from gateway.routes import Route, RouteTable, Shadow, table_to_data, validated_policy, validated_route
+from gateway.store import ANY_ROUTE, BasedOn
 from tritium.errors import NotFoundError
 
 
@@ -71,13 +72,16 @@ def _route_data(model: str, route: Route) -> dict:
     return {"model": model, "route": route.model_dump(mode="json")}
 
 
-async def _replace(gateway: Gateway, model: str, action: str, who: str, new: Route, detail: str = "") -> dict:
+async def _replace(
+    gateway: Gateway, model: str, action: str, who: str, new: Route, *, based_on: BasedOn, detail: str = ""
+) -> dict:
+    """Check `new`'s targets in Triton, then apply it only if the route is still `based_on` (else 409)."""
     await gateway.check_targets(new)
 
     def apply(table: RouteTable) -> RouteTable:
         return table.with_route(model, new)
 
-    await gateway.store.change(model, action, who, apply, detail=detail)
+    await gateway.store.change(model, action, who, apply, detail=detail, based_on=based_on)
     return _route_data(model, new)
 
 
@@ -111,7 +115,8 @@ def vars_of(summary) -> dict:  # type: ignore[no-untyped-def]
 
 @router.put("/routes/{model}")
 async def put_route(model: str, body: dict, gateway: GatewayDep, who: Actor) -> dict:
-    return await _replace(gateway, model, "put", who, validated_route(body), detail="route replaced")
+    new = validated_route(body)  # a full declaration: it replaces whatever is there (last writer wins)
+    return await _replace(gateway, model, "put", who, new, based_on=ANY_ROUTE, detail="route replaced")
 
 
 @router.delete("/routes/{model}")
@@ -124,9 +129,10 @@ async def delete_route(model: str, gateway: GatewayDep, who: Actor) -> dict:
 
 @router.post("/routes/{model}/weights")
 async def set_weights(model: str, body: WeightsChange, gateway: GatewayDep, who: Actor) -> dict:
-    new = _route(gateway, model).with_weights(body.weights)
+    route = _route(gateway, model)
+    new = route.with_weights(body.weights)
     detail = ", ".join(f"{alias}={weight}" for alias, weight in body.weights.items())
-    return await _replace(gateway, model, "set-weights", who, new, detail=detail)
+    return await _replace(gateway, model, "set-weights", who, new, based_on=route, detail=detail)
 
 
 @router.post("/routes/{model}/shadow")
@@ -134,33 +140,33 @@ async def set_shadow(model: str, body: ShadowChange, gateway: GatewayDep, who: A
     route = _route(gateway, model)
     new = validated_route({**route.model_dump(), "shadow": body.shadow.model_dump() if body.shadow else None})
     detail = f"{body.shadow.model}:{body.shadow.version} x{body.shadow.fraction}" if body.shadow else "off"
-    return await _replace(gateway, model, "set-shadow", who, new, detail=detail)
+    return await _replace(gateway, model, "set-shadow", who, new, based_on=route, detail=detail)
 
 
 @router.post("/routes/{model}/canary")
 async def start_canary(model: str, body: CanaryStart, gateway: GatewayDep, who: Actor) -> dict:
     route = _route(gateway, model)
     overrides = body.model_dump(exclude={"stable", "canary"}, exclude_none=True)
-    policy = CanaryPolicy.model_validate({**gateway.settings.canary.model_dump(), **overrides})
+    policy = validated_policy({**gateway.settings.canary.model_dump(), **overrides})
     new = canary.start(route, body.stable, body.canary, policy, now=time.time())
     detail = f"{body.stable} -> {body.canary} steps {list(policy.steps)}"
-    return await _replace(gateway, model, "canary-start", who, new, detail=detail)
+    return await _replace(gateway, model, "canary-start", who, new, based_on=route, detail=detail)
 
 
 @router.post("/routes/{model}/canary/promote")
 async def promote_canary(model: str, gateway: GatewayDep, who: Actor, body: Reason | None = None) -> dict:
     reason = body.reason if body else "manual"
-    new = canary.promote(_route(gateway, model), now=time.time(), reason=f"promoted by {who}: {reason}")
-    return await _replace(gateway, model, "canary-promote", who, new, detail=reason)
+    route = _route(gateway, model)
+    new = canary.promote(route, now=time.time(), reason=f"promoted by {who}: {reason}", name=model)
+    return await _replace(gateway, model, "canary-promote", who, new, based_on=route, detail=reason)
 
 
 @router.post("/routes/{model}/canary/rollback")
 async def rollback_canary(model: str, gateway: GatewayDep, who: Actor, body: Reason | None = None) -> dict:
-    from gateway import metrics
-
     reason = body.reason if body else "manual"
-    new = canary.rollback(_route(gateway, model), now=time.time(), reason=f"rolled back by {who}: {reason}")
-    result = await _replace(gateway, model, "canary-rollback", who, new, detail=reason)
+    route = _route(gateway, model)
+    new = canary.rollback(route, now=time.time(), reason=f"rolled back by {who}: {reason}", name=model)
+    result = await _replace(gateway, model, "canary-rollback", who, new, based_on=route, detail=reason)
     metrics.CANARY_ROLLBACKS.labels(model=model, reason=canary.Breach.MANUAL.value).inc()
     return result
 
@@ -173,14 +179,14 @@ async def list_models(gateway: GatewayDep, _: Actor) -> dict:
 @router.post("/models/{model}/load")
 async def load_model(model: str, gateway: GatewayDep, who: Actor) -> dict:
     await gateway.upstream.load_model(model)
-    gateway.store.audit_only(model, "load", who)
+    await gateway.store.audit_only(model, "load", who)
     return {"model": model, "loaded": True}
 
 
 @router.post("/models/{model}/unload")
 async def unload_model(model: str, gateway: GatewayDep, who: Actor) -> dict:
     await gateway.upstream.unload_model(model)
-    gateway.store.audit_only(model, "unload", who)
+    await gateway.store.audit_only(model, "unload", who)
     return {"model": model, "unloaded": True}
 
 

@@ -13,7 +13,7 @@ from enum import Enum
 
 from gateway.routes import Canary, CanaryPolicy, CanaryState, Route, validated_route
 from gateway.stats import WindowSummary
-from tritium.errors import UserInputError
+from tritium.errors import RepositoryError, UserInputError
 
 
 class Breach(str, Enum):
@@ -95,8 +95,20 @@ def start(route: Route, stable: str, canary: str, policy: CanaryPolicy, now: flo
     return _with_canary(route, state, policy.steps[0])
 
 
-def promote(route: Route, now: float, reason: str = "promoted") -> Route:
-    canary = _require(route)
+def require_progressing(route: Route, name: str) -> Canary:
+    """The route's canary, if one is in progress: only that one can be promoted or rolled back."""
+    canary = route.canary
+    if canary is None or canary.state is not CanaryState.PROGRESSING:
+        last = "" if canary is None else f" (the last one was {canary.state.value})"
+        raise RepositoryError(
+            f"no canary in progress for {name!r}{last}",
+            hint=f"start one with `tritium routes canary start {name}`",
+        )
+    return canary
+
+
+def promote(route: Route, now: float, reason: str = "promoted", name: str = "this route") -> Route:
+    canary = require_progressing(route, name)
     done = canary.model_copy(
         update={
             "state": CanaryState.PROMOTED,
@@ -108,18 +120,12 @@ def promote(route: Route, now: float, reason: str = "promoted") -> Route:
     return _with_canary(route, done, 100)
 
 
-def rollback(route: Route, now: float, reason: str) -> Route:
-    canary = _require(route)
+def rollback(route: Route, now: float, reason: str, name: str = "this route") -> Route:
+    canary = require_progressing(route, name)
     done = canary.model_copy(
         update={"state": CanaryState.ROLLED_BACK, "step_started_at": now, "reason": reason}
     )
     return _with_canary(route, done, 0)
-
-
-def _require(route: Route) -> Canary:
-    if route.canary is None:
-        raise UserInputError("this route has no canary", hint="start one with `tritium routes canary start`")
-    return route.canary
 
 
 def evaluate(

@@ -7,16 +7,12 @@ import logging
 import time
 
 from gateway import canary, metrics
-from gateway.routes import CanaryState, RouteTable
+from gateway.routes import CanaryState, Route, RouteTable
 from gateway.stats import OutcomeWindows
-from gateway.store import RouteStore
+from gateway.store import RouteConflictError, RouteStore
 
 log = logging.getLogger("tritium.gateway.canary")
 ACTOR = "canary-controller"
-
-
-class _Stale(Exception):
-    pass
 
 
 class CanaryController:
@@ -48,9 +44,7 @@ class CanaryController:
             if transition is None:
                 continue
 
-            def apply(table: RouteTable, name: str = name, seen=route, new=transition.route) -> RouteTable:
-                if table.routes.get(name) != seen:
-                    raise _Stale
+            def apply(table: RouteTable, name: str = name, new: Route = transition.route) -> RouteTable:
                 return table.with_route(name, new)
 
             try:
@@ -60,9 +54,10 @@ class CanaryController:
                     ACTOR,
                     apply,
                     detail=transition.route.canary.reason if transition.route.canary else "",
+                    based_on=route,
                 )
-            except _Stale:
-                continue
+            except RouteConflictError:
+                continue  # an operator changed the route meanwhile: judge the new one next tick
             if transition.breach is not None:
                 metrics.CANARY_ROLLBACKS.labels(model=name, reason=transition.breach.value).inc()
                 log.warning("canary of %s rolled back: %s", name, transition.route.canary.reason)

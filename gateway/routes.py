@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tritium.errors import UserInputError
 
@@ -65,16 +73,16 @@ class CanaryPolicy(_Strict):
     max_p99_ratio: float = Field(default=1.5, ge=1)
     p99_slack_ms: float = Field(default=5.0, ge=0)
 
-    @model_validator(mode="after")
-    def _steps_rise_to_100(self) -> CanaryPolicy:
-        steps = self.steps
+    @field_validator("steps")
+    @classmethod
+    def _steps_rise_to_100(cls, steps: tuple[int, ...]) -> tuple[int, ...]:
         if not steps or steps[-1] != 100 or any(not 0 < s <= 100 for s in steps):
             raise ValueError(
                 "canary steps must be percentages in (0, 100] ending at 100, e.g. [5, 25, 50, 100]"
             )
         if any(b <= a for a, b in itertools.pairwise(steps)):
             raise ValueError(f"canary steps must strictly increase, got {list(steps)}")
-        return self
+        return steps
 
 
 class Canary(_Strict):
@@ -171,6 +179,15 @@ def validated_route(data: object) -> Route:
         return Route.model_validate(data)
     except ValidationError as exc:
         raise UserInputError(f"invalid route: {_one_line(exc)}") from None
+
+
+def validated_policy(data: object) -> CanaryPolicy:
+    try:
+        return CanaryPolicy.model_validate(data)
+    except ValidationError as exc:
+        raise UserInputError(
+            f"invalid canary policy: {_one_line(exc)}", hint="see `tritium routes canary start --help`"
+        ) from None
 
 
 def validated_table(data: object, *, source: str = "route table") -> RouteTable:

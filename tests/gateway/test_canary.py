@@ -3,7 +3,7 @@ import pytest
 from gateway import canary
 from gateway.routes import CanaryPolicy, CanaryState, Route, Target
 from gateway.stats import WindowSummary
-from tritium.errors import UserInputError
+from tritium.errors import RepositoryError, UserInputError
 
 POLICY = CanaryPolicy(
     steps=(5, 25, 50, 100),
@@ -100,7 +100,7 @@ def test_cannot_start_twice_or_without_targets():
         canary.start(r, "stable", "canary", POLICY, now=1)
     with pytest.raises(UserInputError, match="'blue'"):
         canary.start(base(), "stable", "blue", POLICY, now=0)
-    with pytest.raises(UserInputError, match="no canary"):
+    with pytest.raises(RepositoryError, match="no canary in progress"):
         canary.promote(base(), now=0)
 
 

@@ -129,7 +129,7 @@ def test_manual_promote_and_rollback(gateway_factory, tmp_path):
     before = rollbacks("manual")
     with httpx.Client(base_url=gw.url) as client:
         assert (
-            client.post("/admin/routes/echo/canary/promote", headers=AUTH).status_code == 400
+            client.post("/admin/routes/echo/canary/promote", headers=AUTH).status_code == 409
         )  # none started
         assert (
             client.post("/admin/routes/echo/canary", json={"window_s": 600}, headers=AUTH).status_code == 200
