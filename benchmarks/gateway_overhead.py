@@ -1,17 +1,21 @@
 #!/usr/bin/env python
 """Direct Triton vs through the gateway: same model, same run, REST and gRPC, 1/16/64 clients.
 
-Starts `tritium gateway` (its own process) in front of a running Triton, then measures each
-(protocol, clients) cell for direct and gateway in alternation, several rounds, and reports the
-throughput ratio and the added p50/p99 latency. Clients are tritonclient's aio clients.
+    .venv/bin/python benchmarks/gateway_overhead.py [--seconds 5] [--rounds 2] [--out results.json]
+    .venv/bin/python benchmarks/gateway_overhead.py --triton-http HOST:PORT --triton-grpc HOST:PORT
 
-    python benchmarks/gateway_overhead.py --triton-http 127.0.0.1:8000 --triton-grpc 127.0.0.1:8001 \
-        --model digits --seconds 5 --rounds 3 --out benchmarks/results/gateway_overhead.json
+Without --triton-* it serves `digits` from the model repository on a local Triton of its own.
+It starts `tritium gateway` (its own process, uvloop + httptools as in production) with a one-target
+route to the model's version, then for each protocol and client count drives Triton directly and
+through the gateway, alternating which goes first, for a fixed time per cell. The load generators
+are C programs, the same for both sides (`wrk` for REST with a JSON body, `h2load` for gRPC with a
+prebuilt ModelInfer message: benchmarks/loadgen.py). Every cell is checked against Triton's own
+count of successful inferences. It prints requests/s, p50/p99, the throughput ratio, the added
+p50/p99 and the CPU each process spent per request.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -20,17 +24,26 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated
 
 import httpx
 import numpy as np
+import tritonclient.grpc as grpcclient
 import typer
 import yaml
 from rich.console import Console
 from rich.table import Table
+from tritonclient.grpc import service_pb2
 
-console = Console()
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import loadgen  # noqa: E402
+
+console = Console(width=140)
 NUMPY_TYPES = {
     "FP32": np.float32,
     "FP16": np.float16,
@@ -38,6 +51,19 @@ NUMPY_TYPES = {
     "INT32": np.int32,
     "UINT8": np.uint8,
 }
+
+
+@dataclass
+class Run:
+    target: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    client_cpu_ms: float  # per request
+    gateway_cpu_ms: float
+    triton_cpu_ms: float
+    other_cores: float  # CPU used by processes other than Triton, the gateway and the generator
 
 
 def free_port() -> int:
@@ -61,66 +87,33 @@ def make_inputs(metadata: dict) -> list[tuple[str, str, np.ndarray]]:
     return tensors
 
 
-async def load(
-    protocol: str, url: str, model: str, version: str, tensors, clients: int, seconds: float
-) -> tuple[int, np.ndarray]:
-    if protocol == "rest":
-        import tritonclient.http.aio as module
-    else:
-        import tritonclient.grpc.aio as module
-    client = module.InferenceServerClient(
-        url, **({"conn_limit": max(clients, 10)} if protocol == "rest" else {})
-    )
-    inputs = []
+def rest_body(tensors) -> bytes:  # type: ignore[no-untyped-def]
+    inputs = [
+        {"name": n, "datatype": t, "shape": list(d.shape), "data": d.ravel().tolist()} for n, t, d in tensors
+    ]
+    return json.dumps({"inputs": inputs}).encode()
+
+
+def grpc_message(model: str, version: str, tensors) -> bytes:  # type: ignore[no-untyped-def]
+    request = service_pb2.ModelInferRequest(model_name=model, model_version=version)
     for name, datatype, data in tensors:
-        tensor = module.InferInput(name, list(data.shape), datatype)
-        tensor.set_data_from_numpy(data)
-        inputs.append(tensor)
-    latencies: list[float] = []
-    for _ in range(3):  # warm-up
-        await client.infer(model, inputs, model_version=version)
-    deadline = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            await client.infer(model, inputs, model_version=version)
-            latencies.append(time.perf_counter() - started)
-
-    await asyncio.gather(*(worker() for _ in range(clients)))
-    await client.close()
-    return len(latencies), np.array(latencies)
+        request.inputs.add(name=name, datatype=datatype, shape=list(data.shape))
+        request.raw_input_contents.append(data.tobytes())
+    return request.SerializeToString()
 
 
-def start_gateway(triton_http: str, triton_grpc: str, model: str, version: str, workdir: Path):
+def start_gateway(triton_http: str, triton_grpc: str, model: str, version: str, workdir: Path):  # type: ignore[no-untyped-def]
     routes = workdir / "routes.yaml"
     target = {"alias": "stable", "model": model, "version": version, "weight": 100}
     routes.write_text(yaml.safe_dump({"routes": {model: {"targets": [target]}}}))
     port, grpc_port = free_port(), free_port()
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tritium.cli",
-            "gateway",
-            "--routes",
-            str(routes),
-            "--port",
-            str(port),
-            "--grpc-port",
-            str(grpc_port),
-            "--triton-http",
-            triton_http,
-            "--triton-grpc",
-            triton_grpc,
-            "--log-level",
-            "warning",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ},
-    )
-    deadline = time.monotonic() + 30
+        [sys.executable, "-m", "tritium.cli", "gateway", "--routes", str(routes), "--port", str(port),
+         "--grpc-port", str(grpc_port), "--triton-http", triton_http, "--triton-grpc", triton_grpc,
+         "--log-level", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
     while True:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
@@ -133,87 +126,150 @@ def start_gateway(triton_http: str, triton_grpc: str, model: str, version: str, 
         time.sleep(0.2)
 
 
+def successes(control: grpcclient.InferenceServerClient, model: str, version: str) -> int:
+    stats = control.get_inference_statistics(model, version, as_json=True)["model_stats"][0]
+    return int(stats["inference_stats"].get("success", {}).get("count", 0))
+
+
+def latest_version(http: str, model: str) -> str:
+    index = httpx.post(f"http://{http}/v2/repository/index", json={"ready": True}).raise_for_status().json()
+    versions = [int(m["version"]) for m in index if m["name"] == model and m.get("state") == "READY"]
+    if not versions:
+        raise SystemExit(f"{model} is not ready in Triton at {http}")
+    return str(max(versions))
+
+
 def main(
-    triton_http: Annotated[str, typer.Option(help="Triton HTTP host:port.")] = "127.0.0.1:8000",
-    triton_grpc: Annotated[str, typer.Option(help="Triton gRPC host:port.")] = "127.0.0.1:8001",
+    triton_http: Annotated[
+        str | None, typer.Option(help="Triton HTTP host:port (default: start one).")
+    ] = None,
+    triton_grpc: Annotated[str | None, typer.Option(help="Triton gRPC host:port.")] = None,
+    repository: Annotated[Path, typer.Option(help="Repository for the local Triton.")] = ROOT
+    / "model_repository",
     model: Annotated[str, typer.Option(help="Model to call.")] = "digits",
-    version: Annotated[
-        str, typer.Option(help="Version the gateway route targets ('' = Triton's policy).")
-    ] = "",
+    version: Annotated[str, typer.Option(help="Version to call (default: latest ready).")] = "",
     clients: Annotated[str, typer.Option(help="Concurrent clients per cell.")] = "1,16,64",
     protocols: Annotated[str, typer.Option(help="rest,grpc")] = "rest,grpc",
-    seconds: Annotated[float, typer.Option(min=0.5, max=120, help="Seconds per measurement.")] = 5.0,
+    seconds: Annotated[float, typer.Option(min=1, max=60, help="Seconds per measurement.")] = 5.0,
     rounds: Annotated[int, typer.Option(min=1, max=10, help="Alternating direct/gateway rounds.")] = 2,
     out: Annotated[Path | None, typer.Option(help="Write results as JSON here.")] = None,
 ) -> None:
-    metadata = httpx.get(f"http://{triton_http}/v2/models/{model}").raise_for_status().json()
-    tensors = make_inputs(metadata)
-    with tempfile.TemporaryDirectory() as workdir:
-        process, gw_http, gw_grpc = start_gateway(triton_http, triton_grpc, model, version, Path(workdir))
-        try:
-            results = []
-            for protocol in protocols.split(","):
-                for n in (int(c) for c in clients.split(",")):
-                    cell: dict[str, list] = {"direct": [], "gateway": []}
-                    for _ in range(rounds):
-                        for target, url in (
-                            ("direct", triton_http if protocol == "rest" else triton_grpc),
-                            ("gateway", gw_http if protocol == "rest" else gw_grpc),
-                        ):
-                            # direct names the version; through the gateway the route picks it
-                            named = version if target == "direct" else ""
-                            count, lat = asyncio.run(load(protocol, url, model, named, tensors, n, seconds))
-                            cell[target].append((count / seconds, lat))
-                    row = {"protocol": protocol, "clients": n}
-                    for target, runs in cell.items():
-                        lat = np.concatenate([r[1] for r in runs])
-                        row[target] = {
-                            "rps": float(np.mean([r[0] for r in runs])),
-                            "p50_ms": float(np.percentile(lat, 50) * 1000),
-                            "p99_ms": float(np.percentile(lat, 99) * 1000),
-                        }
-                    row["throughput_ratio"] = row["gateway"]["rps"] / row["direct"]["rps"]
-                    row["added_p50_ms"] = row["gateway"]["p50_ms"] - row["direct"]["p50_ms"]
-                    row["added_p99_ms"] = row["gateway"]["p99_ms"] - row["direct"]["p99_ms"]
-                    results.append(row)
-                    console.print(
-                        f"{protocol} x{n}: ratio {row['throughput_ratio']:.2f}, "
-                        f"+p50 {row['added_p50_ms']:.2f} ms, +p99 {row['added_p99_ms']:.2f} ms"
-                    )
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=30)
-    table = Table(title=f"gateway overhead: {model}, {seconds} s x {rounds} rounds per cell")
+    loadgen.require("wrk", "wrk")
+    loadgen.require("h2load", "nghttp2-client")
+    load_before = os.getloadavg()
+    with ExitStack() as stack:
+        triton_pid = None
+        if triton_http is None or triton_grpc is None:
+            from serving.local import LocalTriton
+
+            triton = stack.enter_context(LocalTriton(repository, models=[model]))
+            triton_http, triton_grpc, triton_pid = triton.http_address, triton.grpc_url, triton.process.pid
+        version = version or latest_version(triton_http, model)
+        metadata = (
+            httpx.get(f"http://{triton_http}/v2/models/{model}/versions/{version}").raise_for_status().json()
+        )
+        tensors = make_inputs(metadata)
+        body, headers = rest_body(tensors), {"content-type": "application/json"}
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        gateway, gw_http, gw_grpc = start_gateway(triton_http, triton_grpc, model, version, workdir)
+        stack.callback(lambda: (gateway.send_signal(signal.SIGTERM), gateway.wait(timeout=30)))
+        control = stack.enter_context(grpcclient.InferenceServerClient(triton_grpc))
+
+        def drive(protocol: str, target: str, n: int, duration: float = seconds) -> Run:
+            if protocol == "rest":
+                path = (
+                    f"/v2/models/{model}/versions/{version}/infer"
+                    if target == "direct"
+                    else f"/v2/models/{model}/infer"
+                )
+                address = triton_http if target == "direct" else gw_http
+                send = lambda: loadgen.wrk(f"http://{address}{path}", body, headers, n, duration)  # noqa: E731
+            else:
+                # direct names the version; through the gateway the route picks it
+                message = grpc_message(model, version if target == "direct" else "", tensors)
+                address = triton_grpc if target == "direct" else gw_grpc
+                send = lambda: loadgen.h2load_grpc(address, message, n, duration)  # noqa: E731
+            served = successes(control, model, version)
+            gw_cpu = loadgen.process_tree_cpu_s(gateway.pid)
+            tr_cpu = loadgen.process_tree_cpu_s(triton_pid) if triton_pid else 0.0
+            busy = loadgen.machine_busy_s()
+            result = send()
+            busy = loadgen.machine_busy_s() - busy
+            gw_cpu = loadgen.process_tree_cpu_s(gateway.pid) - gw_cpu
+            tr_cpu = (loadgen.process_tree_cpu_s(triton_pid) - tr_cpu) if triton_pid else float("nan")
+            served = successes(control, model, version) - served
+            per = 1000 / max(result.requests, 1)
+            return Run(
+                target=target,
+                rps=result.throughput,
+                p50_ms=result.p50_ms,
+                p99_ms=result.p99_ms,
+                errors=result.http_errors + max(0, result.requests - served),
+                client_cpu_ms=result.client_cpu_s * per,
+                gateway_cpu_ms=gw_cpu * per,
+                triton_cpu_ms=tr_cpu * per,
+                other_cores=max(0.0, busy - gw_cpu - tr_cpu - result.client_cpu_s) / result.seconds
+                if triton_pid
+                else float("nan"),  # an outside Triton's CPU is not known
+            )
+
+        results = []
+        for protocol in protocols.split(","):
+            for n in (int(c) for c in clients.split(",")):
+                drive(protocol, "gateway", n, 1.0)  # warm-up: connections, pools, caches
+                runs: dict[str, list[Run]] = {"direct": [], "gateway": []}
+                for r in range(rounds):
+                    order = ("direct", "gateway") if r % 2 == 0 else ("gateway", "direct")
+                    for target in order:
+                        runs[target].append(drive(protocol, target, n))
+                row: dict = {"protocol": protocol, "clients": n}
+                for target, cell in runs.items():
+                    row[target] = {
+                        "rps": float(np.mean([c.rps for c in cell])),
+                        "p50_ms": float(np.median([c.p50_ms for c in cell])),
+                        "p99_ms": float(np.median([c.p99_ms for c in cell])),
+                        "errors": sum(c.errors for c in cell),
+                        "client_cpu_ms": float(np.mean([c.client_cpu_ms for c in cell])),
+                        "gateway_cpu_ms": float(np.mean([c.gateway_cpu_ms for c in cell])),
+                        "triton_cpu_ms": float(np.mean([c.triton_cpu_ms for c in cell])),
+                        "other_cores": float(np.mean([c.other_cores for c in cell])),
+                        "runs": [asdict(c) for c in cell],
+                    }
+                row["throughput_ratio"] = row["gateway"]["rps"] / row["direct"]["rps"]
+                row["added_p50_ms"] = row["gateway"]["p50_ms"] - row["direct"]["p50_ms"]
+                row["added_p99_ms"] = row["gateway"]["p99_ms"] - row["direct"]["p99_ms"]
+                results.append(row)
+                console.log(
+                    f"{protocol} x{n}: {row['direct']['rps']:.0f} -> {row['gateway']['rps']:.0f} req/s, ratio "
+                    f"{row['throughput_ratio']:.2f}, +p50 {row['added_p50_ms']:.2f} ms, "
+                    f"gateway CPU {row['gateway']['gateway_cpu_ms']:.3f} ms/req"
+                )
+    load_after = os.getloadavg()
+    table = Table(
+        title=f"gateway overhead: {model} v{version}, {seconds:g} s x {rounds} rounds per cell; "
+        f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after",
+        title_justify="left",
+    )
     for column in (
-        "protocol",
-        "clients",
-        "direct req/s",
-        "gateway req/s",
-        "ratio",
-        "direct p50/p99 ms",
-        "gateway p50/p99 ms",
-        "added p50 ms",
-        "added p99 ms",
-    ):
+        "protocol", "clients", "direct req/s", "gateway req/s", "ratio", "direct p50/p99 ms",
+        "gateway p50/p99 ms", "added p50 ms", "gw CPU ms/req", "client CPU ms/req", "other cores", "errors",
+    ):  # fmt: skip
         table.add_column(column, justify="right")
     for r in results:
+        d, g = r["direct"], r["gateway"]
         table.add_row(
-            r["protocol"],
-            str(r["clients"]),
-            f"{r['direct']['rps']:.0f}",
-            f"{r['gateway']['rps']:.0f}",
-            f"{r['throughput_ratio']:.2f}",
-            f"{r['direct']['p50_ms']:.2f}/{r['direct']['p99_ms']:.2f}",
-            f"{r['gateway']['p50_ms']:.2f}/{r['gateway']['p99_ms']:.2f}",
-            f"{r['added_p50_ms']:.2f}",
-            f"{r['added_p99_ms']:.2f}",
-        )
+            r["protocol"], str(r["clients"]), f"{d['rps']:,.0f}", f"{g['rps']:,.0f}", f"{r['throughput_ratio']:.2f}",
+            f"{d['p50_ms']:.2f} / {d['p99_ms']:.2f}", f"{g['p50_ms']:.2f} / {g['p99_ms']:.2f}",
+            f"{r['added_p50_ms']:.2f}", f"{g['gateway_cpu_ms']:.3f}",
+            f"{d['client_cpu_ms']:.3f} / {g['client_cpu_ms']:.3f}",
+            f"{d['other_cores']:.2f} / {g['other_cores']:.2f}", str(d["errors"] + g["errors"]),
+        )  # fmt: skip
     console.print(table)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(
-            json.dumps({"model": model, "seconds": seconds, "rounds": rounds, "results": results}, indent=2)
-        )
+        summary = {"model": model, "version": version, "seconds": seconds, "rounds": rounds,
+                   "load_average": [load_before, load_after], "results": results}  # fmt: skip
+        out.write_text(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

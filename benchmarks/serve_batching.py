@@ -3,9 +3,13 @@
     .venv/bin/python benchmarks/serve_batching.py [--repository model_repository] [--seconds 4]
 
 Serves one version of `digits` twice in one local Triton: as built (dynamic batching on) and a
-copy without `dynamic_batching`; then 1/8/32 concurrent gRPC clients (asyncio, batch 1 each)
-send for a fixed time to each, interleaved, and a table gives requests/s, p50/p95 latency,
-Triton's mean executed batch size, and the on/off throughput ratio. When the repository has no
+copy without `dynamic_batching` (same file, same instance count); then 1/8/32 concurrent gRPC
+clients (one image per request) send for a fixed time to each, interleaved, and a table gives
+requests/s, p50/p95 latency, Triton's mean executed batch size, the CPU the load generator and
+Triton spent per request, and the on/off throughput ratio. The load generator is `h2load` (C,
+HTTP/2, a prebuilt ModelInfer message: benchmarks/loadgen.py), so it leaves the two cores to
+Triton; `--client python` uses the earlier asyncio grpc.aio client instead, for comparison. Every
+cell is checked against Triton's count of successful inferences. When the repository has no
 `digits`, the real builder builds it into a temporary directory first.
 """
 
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -31,6 +36,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import loadgen  # noqa: E402
 from serving.local import LocalTriton  # noqa: E402
 from serving.runtime_repo import read_config, write_config  # noqa: E402
 
@@ -50,6 +56,9 @@ class Cell:
     p95_ms: float
     mean_batch: float
     errors: int
+    client_cpu_ms: float  # per request
+    triton_cpu_ms: float
+    other_cores: float  # CPU used meanwhile by processes other than Triton and the generator
 
 
 def ensure_digits(repository: Path, scratch: Path) -> Path:
@@ -91,9 +100,11 @@ def bench_repository(
     return chosen, variant
 
 
-def counts(client: grpcclient.InferenceServerClient, model: str) -> tuple[int, int]:
+def counts(client: grpcclient.InferenceServerClient, model: str) -> tuple[int, int, int]:
+    """(successful requests, inferences, executions) so far."""
     stats = client.get_inference_statistics(model, as_json=True)["model_stats"][0]
-    return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
+    success = int(stats["inference_stats"].get("success", {}).get("count", 0))
+    return success, int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
 
 
 def infer_request(model: str) -> service_pb2.ModelInferRequest:
@@ -103,6 +114,29 @@ def infer_request(model: str) -> service_pb2.ModelInferRequest:
     request.inputs.add(name="pixels", datatype="FP32", shape=[1, 1, 8, 8])
     request.raw_input_contents.append(pixels.tobytes())
     return request
+
+
+def binary_rest_request() -> tuple[bytes, dict[str, str]]:
+    """The same image over REST with Triton's binary-tensor extension (as tritonclient.http sends it)."""
+    pixels = np.random.default_rng(0).random((1, 1, 8, 8), dtype=np.float32).tobytes()
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "pixels",
+                    "datatype": "FP32",
+                    "shape": [1, 1, 8, 8],
+                    "parameters": {"binary_data_size": len(pixels)},
+                }
+            ],
+            "outputs": [{"name": "logits", "parameters": {"binary_data": True}}],
+        }
+    ).encode()
+    headers = {
+        "content-type": "application/octet-stream",
+        "inference-header-content-length": str(len(header)),
+    }
+    return header + pixels, headers
 
 
 async def drive(url: str, model: str, clients: int, seconds: float) -> tuple[list[float], int]:
@@ -128,36 +162,67 @@ async def drive(url: str, model: str, clients: int, seconds: float) -> tuple[lis
     return latencies, errors
 
 
-def measure(triton: LocalTriton, mode: str, clients: int, seconds: float) -> Cell:
-    model = MODES[mode]
-    with grpcclient.InferenceServerClient(triton.grpc_url) as control:
-        before = counts(control, model)
-        asyncio.run(drive(triton.grpc_url, model, clients, min(1.0, seconds / 4)))  # warm-up
-        warm = counts(control, model)
-        started = time.perf_counter()
-        latencies, errors = asyncio.run(drive(triton.grpc_url, model, clients, seconds))
-        elapsed = time.perf_counter() - started
-        after = counts(control, model)
-    del before
-    inferences, executions = after[0] - warm[0], after[1] - warm[1]
+def python_client(url: str, model: str, clients: int, seconds: float) -> loadgen.LoadResult:
+    before = time.process_time()
+    started = time.perf_counter()
+    latencies, errors = asyncio.run(drive(url, model, clients, seconds))
+    elapsed = time.perf_counter() - started
     ms = np.array(latencies) * 1000 if latencies else np.array([float("nan")])
+    return loadgen.LoadResult(
+        requests=len(latencies),
+        seconds=elapsed,
+        p50_ms=float(np.percentile(ms, 50)),
+        p95_ms=float(np.percentile(ms, 95)),
+        p99_ms=float(np.percentile(ms, 99)),
+        http_errors=errors,
+        client_cpu_s=time.process_time() - before,
+    )
+
+
+def measure(triton: LocalTriton, mode: str, clients: int, seconds: float, client: str, shared: bool) -> Cell:
+    model = MODES[mode]
+    message = infer_request(model).SerializeToString()
+
+    def send(duration: float) -> loadgen.LoadResult:
+        if client == "python":
+            return python_client(triton.grpc_url, model, clients, duration)
+        if client == "wrk":
+            body, headers = binary_rest_request()
+            return loadgen.wrk(f"{triton.http_url}/v2/models/{model}/infer", body, headers, clients, duration)
+        return loadgen.h2load_grpc(triton.grpc_url, message, clients, duration, shared_connection=shared)
+
+    with grpcclient.InferenceServerClient(triton.grpc_url) as control:
+        send(1.0)  # warm-up
+        before = counts(control, model)
+        triton_cpu = loadgen.process_tree_cpu_s(triton.process.pid)
+        busy = loadgen.machine_busy_s()
+        result = send(seconds)
+        busy = loadgen.machine_busy_s() - busy
+        triton_cpu = loadgen.process_tree_cpu_s(triton.process.pid) - triton_cpu
+        after = counts(control, model)
+    served, inferences, executions = (a - b for a, b in zip(after, before, strict=True))
+    per = 1000 / max(result.requests, 1)
     return Cell(
         mode=mode,
         clients=clients,
-        requests=len(latencies),
-        seconds=round(elapsed, 2),
-        throughput=len(latencies) / elapsed,
-        p50_ms=float(np.percentile(ms, 50)),
-        p95_ms=float(np.percentile(ms, 95)),
+        requests=result.requests,
+        seconds=round(result.seconds, 2),
+        throughput=result.throughput,
+        p50_ms=result.p50_ms,
+        p95_ms=result.p95_ms,
         mean_batch=inferences / executions if executions else float("nan"),
-        errors=errors,
+        errors=result.http_errors + max(0, result.requests - served),
+        client_cpu_ms=result.client_cpu_s * per,
+        triton_cpu_ms=triton_cpu * per,
+        other_cores=max(0.0, busy - triton_cpu - result.client_cpu_s) / result.seconds,
     )
 
 
 def table(cells: list[Cell], title: str) -> Table:
     out = Table(title=title, title_justify="left")
     for column in (
-        "clients", "off req/s", "on req/s", "ratio", "off p50/p95 ms", "on p50/p95 ms", "on mean batch", "errors",
+        "clients", "off req/s", "on req/s", "ratio", "off p50/p95 ms", "on p50/p95 ms", "on mean batch",
+        "client CPU ms/req off/on", "Triton CPU ms/req off/on", "other cores off/on", "errors",
     ):  # fmt: skip
         out.add_column(column, justify="right")
     by_key = {(c.mode, c.clients): c for c in cells}
@@ -171,6 +236,9 @@ def table(cells: list[Cell], title: str) -> Table:
             f"{off.p50_ms:.2f} / {off.p95_ms:.2f}",
             f"{on.p50_ms:.2f} / {on.p95_ms:.2f}",
             f"{on.mean_batch:.1f}",
+            f"{off.client_cpu_ms:.3f} / {on.client_cpu_ms:.3f}",
+            f"{off.triton_cpu_ms:.3f} / {on.triton_cpu_ms:.3f}",
+            f"{off.other_cores:.2f} / {on.other_cores:.2f}",
             str(off.errors + on.errors),
         )
     return out
@@ -188,9 +256,25 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="override the batcher's delay (default: as built)",
     )
+    parser.add_argument(
+        "--client",
+        choices=("h2load", "wrk", "python"),
+        default="h2load",
+        help="load generator: h2load (gRPC, C, default), wrk (REST, binary tensors, C) or the asyncio grpc.aio client",
+    )
+    parser.add_argument(
+        "--shared-connection",
+        action="store_true",
+        help="h2load: all clients share one HTTP/2 connection (one gRPC channel) instead of one each",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the cells as JSON here")
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.clients.split(",")]
+    if args.client == "h2load":
+        loadgen.require("h2load", "nghttp2-client")
+    if args.client == "wrk":
+        loadgen.require("wrk", "wrk")
+    load_before = os.getloadavg()
 
     scratch = Path(tempfile.mkdtemp(prefix="tritium-bench-"))
     try:
@@ -202,10 +286,17 @@ def main(argv: list[str] | None = None) -> int:
         with LocalTriton(scratch / "bench_repository") as triton:
             for clients in levels:
                 for mode in ("off", "on"):  # interleaved: both modes see the same machine state
-                    cells.append(measure(triton, mode, clients, args.seconds))
+                    cells.append(
+                        measure(triton, mode, clients, args.seconds, args.client, args.shared_connection)
+                    )
                     console.log(asdict(cells[-1]))
         delay = read_config(scratch / "bench_repository" / MODES["on"] / "config.pbtxt").dynamic_batching
-        title = f"{MODEL} v{version} ({variant}), local Triton, gRPC, batch 1/request, queue delay {delay.max_queue_delay_microseconds} us"
+        load = f"load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after"
+        title = (
+            f"{MODEL} v{version} ({variant}), local Triton, {'REST' if args.client == 'wrk' else 'gRPC'} ({args.client} client"
+            f"{', one shared connection' if args.shared_connection else ''}), batch 1/request, "
+            f"queue delay {delay.max_queue_delay_microseconds} us; {load}"
+        )
         console.print(table(cells, title))
         if args.json:
             args.json.write_text(json.dumps([asdict(c) for c in cells], indent=2))

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from gateway import admin, grpc_service, rest
 from gateway.controller import CanaryController
@@ -43,7 +44,24 @@ async def start_grpc(gateway: Gateway, settings: GatewaySettings) -> grpc.aio.Se
     return server
 
 
-def create_app(settings: GatewaySettings) -> FastAPI:
+class GatewayApp(FastAPI):
+    """FastAPI for everything, except that POST .../infer goes straight to its handler.
+
+    The infer route is the hot path: FastAPI's middleware stack and Starlette's router cost more CPU
+    per request than the forwarding itself (docs/benchmarks.md). The same handler is also
+    registered as a normal route, so both paths behave the same.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            target = rest.match_infer(scope["path"])
+            if target is not None:
+                await rest.infer(self.state.gateway, scope, receive, send, *target)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(settings: GatewaySettings) -> GatewayApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         upstream = Upstream(settings)
@@ -66,7 +84,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             await gateway.shadows.drain(timeout_s=2.0)
             await upstream.close()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="Tritium gateway",
         lifespan=lifespan,
         docs_url="/admin/docs",

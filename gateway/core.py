@@ -29,6 +29,7 @@ class Gateway:
         self.admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
         self.grpc_port: int | None = None
         self._random = random.random
+        self._metric_children: dict[tuple[str, str, str, str, int], tuple] = {}
 
     def authorize(self, headers: Mapping[str, str]) -> None:
         if self.api_keys:
@@ -67,17 +68,23 @@ class Gateway:
             variant, version = "", ""
         else:
             variant, version, model = decision.variant, decision.version, decision.public_model
-        if status == 404 and model not in self.store.table.routes:
+        routed = model in self.store.table.routes
+        if status == 404 and not routed:
             model = "unknown"  # keeps label cardinality bounded when clients send arbitrary names
-        metrics.REQUESTS.labels(
-            model=model, version=version, variant=variant, protocol=protocol, status=str(status)
-        ).inc()
-        metrics.REQUEST_DURATION.labels(model=model, variant=variant, protocol=protocol).observe(total_s)
-        if upstream_s is not None:
-            metrics.UPSTREAM_DURATION.labels(model=model, variant=variant, protocol=protocol).observe(
-                upstream_s
+        key = (model, version, variant, protocol, status)
+        children = self._metric_children.get(key)
+        if children is None:  # `.labels()` costs more than the observation itself: resolve once per key
+            children = self._metric_children[key] = (
+                metrics.REQUESTS.labels(model, version, variant, protocol, str(status)),
+                metrics.REQUEST_DURATION.labels(model, variant, protocol),
+                metrics.UPSTREAM_DURATION.labels(model, variant, protocol),
             )
-        if decision is not None and model in self.store.table.routes:
+        requests, duration, upstream = children
+        requests.inc()
+        duration.observe(total_s)
+        if upstream_s is not None:
+            upstream.observe(upstream_s)
+        if decision is not None and routed:
             self.windows.record(model, variant, at=time.time(), ok=status < 500, latency_s=total_s)
 
     async def check_targets(self, route: Route) -> None:

@@ -36,6 +36,10 @@ def http_error_response(exc: TritiumError, variant: str | None = None) -> JSONRe
     return JSONResponse({"error": exc.one_line()}, status_code=exc.http_status, headers=headers)
 
 
+def unexpected_error_response(exc: Exception) -> JSONResponse:
+    return http_error_response(UpstreamError(f"gateway error: {type(exc).__name__}: {exc}"))
+
+
 def install_handlers(app: FastAPI) -> None:
     """Register the exception handlers: every error response of the REST app is built here."""
 
@@ -59,7 +63,7 @@ def install_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
 
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        return http_error_response(UpstreamError(f"gateway error: {type(exc).__name__}: {exc}"))
+        return unexpected_error_response(exc)
 
     app.add_exception_handler(TritiumError, tritium_error)
     app.add_exception_handler(RequestValidationError, invalid_body)
@@ -133,10 +137,26 @@ def _classify(status: int, message: str, decision: Decision) -> TritiumError:
     if status == 504:
         return UpstreamTimeoutError(message)
     if 400 <= status < 500:
-        return UserInputError(message)
-    if "failed to parse" in message or "malformed" in message.lower():
-        return UserInputError(message)  # Triton answers 500 to a body it cannot parse
+        return _client_error(status, message)
+    if status == 500 and _is_unparsable_request(message):
+        return UserInputError(message)  # Triton 2.51's HTTP front-end answers 500 to a body it cannot parse
     return UpstreamError(f"Triton failed to run {decision.label}: {message}")
+
+
+# Triton's JSON front-end reports requests it cannot read with these words (and status 500).
+_UNPARSABLE = ("failed to parse", "unable to parse", "malformed")
+
+
+def _is_unparsable_request(message: str) -> bool:
+    lowered = message.lower()
+    return any(words in lowered for words in _UNPARSABLE)
+
+
+def _client_error(status: int, message: str) -> UserInputError:
+    """Any other Triton 4xx: the client's fault, passed through with Triton's status and message."""
+    error = UserInputError(message)
+    error.http_status = status
+    return error
 
 
 def grpc_code(exc: TritiumError) -> grpc.StatusCode:

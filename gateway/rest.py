@@ -1,41 +1,55 @@
 """The KServe v2 REST protocol, forwarded to Triton with only the target rewritten.
 
 These endpoints are plain Starlette routes (no FastAPI body models): the body is never parsed.
+`infer`, the hot path, is a plain ASGI handler that the app also calls before FastAPI's middleware
+and router (`gateway.app.GatewayApp`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from gateway import metrics
 from gateway.core import Gateway
-from gateway.error_mapping import VARIANT_HEADER, from_triton_http, http_error_response
+from gateway.error_mapping import (
+    VARIANT_HEADER,
+    from_triton_http,
+    http_error_response,
+    unexpected_error_response,
+)
 from gateway.router import Decision
 from gateway.upstream import FORWARDED_REQUEST_HEADERS, model_path
 from tritium.errors import NotFoundError, PayloadTooLargeError, TritiumError, UnavailableError, UserInputError
 
 BINARY_HEADER = "inference-header-content-length"
 IN_FLIGHT = metrics.IN_FLIGHT.labels(protocol="rest")
+INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
+VARIANT_HEADER_BYTES = VARIANT_HEADER.encode()
 
 
 def _gateway(request: Request) -> Gateway:
     return request.app.state.gateway
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
+async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(
             f"request body of {declared} bytes exceeds the limit of {limit} bytes",
             hint="send smaller batches or raise max_payload_bytes",
         )
     chunks, size = [], 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise UserInputError("the client went away before sending the whole body")
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise PayloadTooLargeError(
@@ -43,7 +57,8 @@ async def read_body(request: Request, limit: int) -> bytes:
                 hint="send smaller batches or raise max_payload_bytes",
             )
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def check_binary_header(value: str | None, body_size: int) -> None:
@@ -57,44 +72,66 @@ def check_binary_header(value: str | None, body_size: int) -> None:
         )
 
 
-def _forward_headers(request: Request) -> dict[str, str]:
-    headers = request.headers
-    return {k: headers[k] for k in FORWARDED_REQUEST_HEADERS if k in headers}
+def request_headers(scope: Scope) -> dict[str, str]:
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
 
 
-async def infer(request: Request) -> Response:
-    gateway = _gateway(request)
+def match_infer(path: str) -> tuple[str, str] | None:
+    """(model, version) of a KServe v2 infer path, else None."""
+    found = INFER_PATH.fullmatch(path)
+    return (found[1], found[2] or "") if found else None
+
+
+async def infer(
+    gateway: Gateway, scope: Scope, receive: Receive, send: Send, model: str, version: str
+) -> None:
+    """POST .../infer as a plain ASGI handler: the hot path skips routing, middleware and Request objects."""
     started = time.perf_counter()
-    model = request.path_params["model"]
-    version = request.path_params.get("version", "")
     decision: Decision | None = None
     upstream_s: float | None = None
     status = 500
     IN_FLIGHT.inc()
     try:
-        gateway.authorize(request.headers)
-        body = await read_body(request, gateway.settings.max_payload_bytes)
-        check_binary_header(request.headers.get(BINARY_HEADER), len(body))
-        decision = gateway.decide(model, version, request.headers.get(gateway.sticky_header(model)))
-        headers = _forward_headers(request)
+        headers = request_headers(scope)
+        gateway.authorize(headers)
+        body = await read_body(receive, headers.get("content-length"), gateway.settings.max_payload_bytes)
+        check_binary_header(headers.get(BINARY_HEADER), len(body))
+        decision = gateway.decide(model, version, headers.get(gateway.sticky_header(model)))
+        forwarded = {k: headers[k] for k in FORWARDED_REQUEST_HEADERS if k in headers}
         path = model_path(decision.model, decision.version) + "/infer"
         upstream_started = time.perf_counter()
-        answer = await gateway.upstream.request("POST", path, body, headers)
+        answer = await gateway.upstream.request("POST", path, body, forwarded)
         upstream_s = time.perf_counter() - upstream_started
         if answer.status != 200:
             raise from_triton_http(answer.status, answer.body, decision)
         shadow = gateway.shadow_for(model)
         if shadow is not None:
-            _mirror(gateway, shadow, body, headers)
+            _mirror(gateway, shadow, body, forwarded)
+        response_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.items()]
+        response_headers.append((VARIANT_HEADER_BYTES, decision.variant.encode()))
+        response_headers.append((b"content-length", str(len(answer.body)).encode()))
         status = 200
-        answer.headers[VARIANT_HEADER] = decision.variant
-        return Response(answer.body, status_code=200, headers=answer.headers)
+        await send({"type": "http.response.start", "status": 200, "headers": response_headers})
+        await send({"type": "http.response.body", "body": answer.body})
     except TritiumError as exc:
         status = exc.http_status
-        return http_error_response(exc, decision.variant if decision else None)
+        await http_error_response(exc, decision.variant if decision else None)(scope, receive, send)
+    except Exception as exc:
+        status = 502
+        await unexpected_error_response(exc)(scope, receive, send)
     finally:
         IN_FLIGHT.dec()
         gateway.record(decision, model, "rest", status, time.perf_counter() - started, upstream_s)
+
+
+class InferEndpoint:
+    """The infer handler as a Starlette route endpoint (the app's fast path calls `infer` directly)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        params = scope["path_params"]
+        await infer(
+            scope["app"].state.gateway, scope, receive, send, params["model"], params.get("version", "")
+        )
 
 
 def _mirror(gateway: Gateway, shadow: Decision, body: bytes, headers: dict[str, str]) -> None:
@@ -192,7 +229,7 @@ def protocol_routes() -> list[Route]:
             Route(prefix + "/ready", model_ready, methods=["GET"]),
             Route(prefix + "/config", model_config, methods=["GET"]),
             Route(prefix + "/stats", model_stats, methods=["GET"]),
-            Route(prefix + "/infer", infer, methods=["POST"]),
+            Route(prefix + "/infer", InferEndpoint(), methods=["POST"]),
         ]
     routes.append(Route("/v2/{rest:path}", unsupported, methods=["GET", "POST"]))
     return routes

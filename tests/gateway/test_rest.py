@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
 from gateway.error_mapping import VARIANT_HEADER
@@ -160,6 +161,44 @@ def test_malformed_json_and_binary_header_are_400(ab_gateway):
         )
         assert answer.status_code == 400
         assert "Inference-Header-Content-Length" in answer.json()["error"]
+
+
+def _requests_total(metrics_text: str, **labels: str) -> float:
+    family = next(
+        f for f in text_string_to_metric_families(metrics_text) if f.name == "tritium_gateway_requests"
+    )
+    return sum(
+        s.value for s in family.samples if s.name.endswith("_total") and labels.items() <= s.labels.items()
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            b'{"inputs": [{"name": "x", "datatype": "BYTES", "shape": [1, 4], "data": [1, 2, 3, 4]}]}',
+            "Unable to parse JSON bytes array",
+        ),
+        (
+            b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3]}]}',
+            "Shape does not match true shape of 'data' field",
+        ),
+        (b'{"outputs": []}', "Unable to parse 'inputs'"),
+    ],
+)
+def test_body_triton_cannot_read_is_400_with_its_message_and_counted_as_400(ab_gateway, body, message):
+    labels = {"model": "echo", "version": "1", "variant": "stable", "protocol": "rest"}
+    with httpx.Client(base_url=ab_gateway.url) as client:
+        before = client.get("/metrics").text
+        answer = client.post("/v2/models/echo/versions/1/infer", content=body)
+        after = client.get("/metrics").text
+    assert answer.status_code == 400, answer.text
+    assert message in answer.json()["error"]
+    assert answer.headers[VARIANT_HEADER] == "stable"
+    assert (
+        _requests_total(after, **labels, status="400") == _requests_total(before, **labels, status="400") + 1
+    )
+    assert _requests_total(after, status="502") == _requests_total(before, status="502")
 
 
 def test_payload_over_limit_is_413(ab_gateway):

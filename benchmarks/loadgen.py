@@ -1,0 +1,159 @@
+"""C load generators for the benchmarks: `wrk` (REST) and `h2load` (gRPC over HTTP/2), plus CPU meters.
+
+On a 2-core machine every CPU-millisecond the load generator spends is taken from Triton and the
+gateway, and a Python asyncio client tops out near 4,000 req/s while eating a core. `wrk` and
+`h2load` (Debian packages `wrk` and `nghttp2-client`) send the same prebuilt request over and over
+from C, for a fixed time, on loopback, using a few percent of a core.
+
+gRPC with `h2load`: a unary gRPC call is an HTTP/2 POST of a length-prefixed protobuf message to
+`/inference.GRPCInferenceService/ModelInfer` with `content-type: application/grpc`. `h2load` only
+sees HTTP statuses, and gRPC failures arrive as status 200 with a `grpc-status` trailer, so callers
+check the count of successful inferences in Triton's statistics (`served` below).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import struct
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+WRK_SCRIPT = Path(__file__).with_name("wrk_post.lua")
+GRPC_INFER_PATH = "/inference.GRPCInferenceService/ModelInfer"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    seconds: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    http_errors: int
+    client_cpu_s: float
+
+    @property
+    def throughput(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def require(tool: str, package: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise SystemExit(f"{tool} is not installed: apt-get install -y {package}")
+    return path
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def wrk(url: str, body: bytes, headers: dict[str, str], clients: int, seconds: float) -> LoadResult:
+    """POST `body` to `url` from `clients` keep-alive connections (one request in flight each)."""
+    binary = require("wrk", "wrk")
+    with tempfile.TemporaryDirectory() as scratch:
+        body_file = Path(scratch) / "body"
+        body_file.write_bytes(body)
+        header_args = [a for k, v in headers.items() for a in ("-H", f"{k}: {v}")]
+        before = _children_cpu_s()
+        run = subprocess.run(
+            [binary, "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(WRK_SCRIPT),
+             *header_args, url, "--", str(body_file)],
+            capture_output=True, text=True, timeout=seconds + 30, check=True,
+        )  # fmt: skip
+        cpu = _children_cpu_s() - before
+    line = next(line for line in run.stdout.splitlines() if line.startswith("{"))
+    summary = json.loads(line)
+    return LoadResult(
+        requests=summary["requests"],
+        seconds=summary["duration_us"] / 1e6,
+        p50_ms=summary["p50_us"] / 1000,
+        p95_ms=summary["p95_us"] / 1000,
+        p99_ms=summary["p99_us"] / 1000,
+        http_errors=summary["status_errors"] + summary["socket_errors"],
+        client_cpu_s=cpu,
+    )
+
+
+def grpc_frame(message: bytes) -> bytes:
+    """A gRPC length-prefixed message (uncompressed)."""
+    return b"\0" + struct.pack(">I", len(message)) + message
+
+
+def h2load_grpc(
+    address: str, message: bytes, clients: int, seconds: float, *, shared_connection: bool = False
+) -> LoadResult:
+    """Unary ModelInfer calls with the serialized `message`, `clients` at a time.
+
+    One HTTP/2 connection per client, or with `shared_connection` one connection carrying `clients`
+    concurrent streams (like one gRPC channel shared by many callers).
+    """
+    connections, streams = (1, clients) if shared_connection else (clients, 1)
+    binary = require("h2load", "nghttp2-client")
+    with tempfile.TemporaryDirectory() as scratch:
+        frame, log = Path(scratch) / "frame", Path(scratch) / "log"
+        frame.write_bytes(grpc_frame(message))
+        before = _children_cpu_s()
+        subprocess.run(
+            [binary, f"-c{connections}", f"-m{streams}", "-D", str(max(1, round(seconds))), "-d", str(frame),
+             "-H", "content-type: application/grpc", "-H", "te: trailers", "--log-file", str(log),
+             f"http://{address}{GRPC_INFER_PATH}"],
+            capture_output=True, text=True, timeout=seconds + 30, check=True,
+        )  # fmt: skip
+        cpu = _children_cpu_s() - before
+        rows = np.loadtxt(log, dtype=np.int64, ndmin=2) if log.stat().st_size else np.zeros((0, 3), np.int64)
+    if not len(rows):
+        return LoadResult(0, seconds, float("nan"), float("nan"), float("nan"), 0, cpu)
+    ok = rows[:, 1] == 200
+    elapsed_ms = rows[:, 2] / 1000
+    return LoadResult(
+        requests=int(ok.sum()),
+        seconds=seconds,
+        p50_ms=float(np.percentile(elapsed_ms, 50)),
+        p95_ms=float(np.percentile(elapsed_ms, 95)),
+        p99_ms=float(np.percentile(elapsed_ms, 99)),
+        http_errors=int((~ok).sum()),
+        client_cpu_s=cpu,
+    )
+
+
+def process_tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and all its live descendants (from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(fields[1])
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [child for child, ppid in parents.items() if ppid == parent and child not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    total = 0
+    for member in tree:
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLOCK_TICKS
+
+
+def machine_busy_s() -> float:
+    """CPU seconds all cores have spent busy since boot (from /proc/stat), to tell what else ran."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
