@@ -6,6 +6,8 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import canary, metrics
@@ -193,3 +195,18 @@ async def unload_model(model: str, gateway: GatewayDep, who: Actor) -> dict:
 @router.get("/audit")
 async def audit(gateway: GatewayDep, _: Actor) -> dict:
     return {"records": [vars(r) for r in gateway.store.history]}
+
+
+@router.get("/openapi.json", include_in_schema=False)
+async def openapi(request: Request, _: Actor) -> JSONResponse:
+    return JSONResponse(request.app.openapi())
+
+
+@router.get("/docs", include_in_schema=False)
+async def docs(request: Request, _: Actor) -> HTMLResponse:
+    """Swagger UI with the spec embedded: the page needs no second, unauthenticated request."""
+    return get_swagger_ui_html(
+        openapi_url="/admin/openapi.json",
+        title="Tritium gateway admin API",
+        swagger_ui_parameters={"spec": request.app.openapi()},
+    )

@@ -69,13 +69,20 @@ def run_gateway(
         f"{settings.triton_grpc_url}; {len(table.routes)} route(s) from {settings.route_file}"
         + ("" if settings.admin_token else "; admin API disabled (no admin token)")
     )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.http_port,
-        log_level=log_level.lower(),
-        access_log=False,
-    )
+    app = create_app(settings)
+    try:
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.http_port,
+            log_level=log_level.lower(),
+            access_log=False,
+            lifespan="on",
+        )
+    except SystemExit:
+        if app.startup_error is not None:  # uvicorn has logged it in one line; exit with its code
+            raise SystemExit(app.startup_error.exit_code) from None
+        raise
 
 
 def _client(url: str, token: str | None):  # type: ignore[no-untyped-def]

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from gateway import metrics, router
 from gateway.auth import check_api_key, presented_credential
+from gateway.labels import UNKNOWN, confirmed_labels
 from gateway.router import Decision
 from gateway.routes import Route
 from gateway.settings import GatewaySettings
@@ -64,13 +65,17 @@ class Gateway:
         total_s: float,
         upstream_s: float | None,
     ) -> None:
-        if decision is None:
-            variant, version = "", ""
+        routes = self.store.table.routes
+        if decision is None:  # refused before routing (credentials, body): only a routed name is a label
+            variant = version = ""
+            routed = model in routes
+            if not routed:
+                model = UNKNOWN
         else:
             variant, version, model = decision.variant, decision.version, decision.public_model
-        routed = model in self.store.table.routes
-        if status == 404 and not routed:
-            model = "unknown"  # keeps label cardinality bounded when clients send arbitrary names
+            routed = model in routes
+            if not routed or decision.client_version:  # labels must not grow with what clients send
+                model, version, variant = confirmed_labels(decision, routed, status, upstream_s is not None)
         key = (model, version, variant, protocol, status)
         children = self._metric_children.get(key)
         if children is None:  # `.labels()` costs more than the observation itself: resolve once per key
@@ -84,7 +89,7 @@ class Gateway:
         duration.observe(total_s)
         if upstream_s is not None:
             upstream.observe(upstream_s)
-        if decision is not None and routed:
+        if routed and decision is not None and not decision.client_version:
             self.windows.record(model, variant, at=time.time(), ok=status < 500, latency_s=total_s)
 
     async def check_targets(self, route: Route) -> None:

@@ -7,6 +7,8 @@ turned into those classes here, keeping Triton's own message.
 from __future__ import annotations
 
 import json
+import logging
+import uuid
 
 import grpc
 from fastapi import FastAPI, Request
@@ -27,6 +29,7 @@ from tritium.errors import (
 )
 
 VARIANT_HEADER = "x-tritium-variant"
+log = logging.getLogger("tritium.gateway")
 
 
 def http_error_response(exc: TritiumError, variant: str | None = None) -> JSONResponse:
@@ -36,8 +39,15 @@ def http_error_response(exc: TritiumError, variant: str | None = None) -> JSONRe
     return JSONResponse({"error": exc.one_line()}, status_code=exc.http_status, headers=headers)
 
 
+def internal_error(exc: BaseException) -> TritiumError:
+    """A bug or an unforeseen failure in the gateway itself: details go to the log, never to the client."""
+    incident = uuid.uuid4().hex[:12]
+    log.error("internal gateway error %s", incident, exc_info=exc)
+    return TritiumError(f"internal gateway error (logged as {incident})")
+
+
 def unexpected_error_response(exc: Exception) -> JSONResponse:
-    return http_error_response(UpstreamError(f"gateway error: {type(exc).__name__}: {exc}"))
+    return http_error_response(internal_error(exc))
 
 
 def install_handlers(app: FastAPI) -> None:
@@ -97,6 +107,14 @@ _GRPC_TO_HTTP = {
 }
 
 
+def triton_answered(error: grpc.aio.AioRpcError) -> bool:
+    """Whether the failed call got Triton's own answer (not a timeout or a broken connection)."""
+    code = error.code()
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        return False
+    return not (code is grpc.StatusCode.UNAVAILABLE and _is_connection_failure(error.details() or ""))
+
+
 def from_triton_grpc(error: grpc.aio.AioRpcError, decision: Decision, triton_url: str) -> TritiumError:
     code, message = error.code(), error.details() or ""
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -104,6 +122,29 @@ def from_triton_grpc(error: grpc.aio.AioRpcError, decision: Decision, triton_url
     if code is grpc.StatusCode.UNAVAILABLE and _is_connection_failure(message):
         return triton_unreachable(triton_url, message)
     return _classify(_GRPC_TO_HTTP.get(code, 500), message, decision)
+
+
+# A streamed error answer carries only Triton's message, no status: these words mark the client's fault.
+_STREAM_NOT_FOUND = ("unknown model",)
+_STREAM_INVALID = (
+    "unexpected shape",
+    "unexpected datatype",
+    "unexpected inference input",
+    "byte size mismatch",
+    "inputs but got",
+    "invalid model version",
+    "failed to get model version",
+)
+
+
+def from_triton_stream(message: str, decision: Decision) -> TritiumError:
+    """An error answer inside Triton's response stream, as the error the request would have got alone."""
+    lowered = message.lower()
+    if any(words in lowered for words in _STREAM_NOT_FOUND):
+        return _classify(404, message, decision)
+    if any(words in lowered for words in _STREAM_INVALID) or _is_unparsable_request(message):
+        return UserInputError(message)
+    return UpstreamError(f"Triton failed to run {decision.label}: {message}")
 
 
 def _is_connection_failure(message: str) -> bool:

@@ -47,8 +47,21 @@ CANARY_ROLLBACKS = Counter(
 ROUTE_CHANGES = Counter("tritium_gateway_route_changes_total", "Applied route changes.", ["model", "action"])
 
 
+_published: set[str] = set()
+
+
 def publish_canaries(table: RouteTable) -> None:
-    """Set the canary gauges from the route table (called after every change)."""
+    """Set the canary gauges from the route table (called after every change).
+
+    Models no longer in the table lose their label sets, so a deleted route stops showing (and
+    alerting on) its last canary state.
+    """
+    for gone in _published - table.routes.keys():
+        CANARY_WEIGHT.remove(gone)
+        for state in CanaryState:
+            CANARY_STATE.remove(gone, state.value)
+    _published.clear()
+    _published.update(table.routes)
     for name, route in table.routes.items():
         canary = route.canary
         current = canary.state if canary is not None else CanaryState.IDLE

@@ -22,7 +22,7 @@ from gateway.error_mapping import (
     VARIANT_HEADER,
     from_triton_http,
     http_error_response,
-    unexpected_error_response,
+    internal_error,
 )
 from gateway.router import Decision
 from gateway.upstream import FORWARDED_REQUEST_HEADERS, model_path
@@ -117,8 +117,9 @@ async def infer(
         status = exc.http_status
         await http_error_response(exc, decision.variant if decision else None)(scope, receive, send)
     except Exception as exc:
-        status = 502
-        await unexpected_error_response(exc)(scope, receive, send)
+        error = internal_error(exc)
+        status = error.http_status
+        await http_error_response(error, decision.variant if decision else None)(scope, receive, send)
     finally:
         IN_FLIGHT.dec()
         gateway.record(decision, model, "rest", status, time.perf_counter() - started, upstream_s)

@@ -26,6 +26,8 @@ class Decision:
     version: str
     variant: str
     chosen_by_route: bool
+    client_version: bool = False
+    """The version is the client's own string (not a route target's): trust it only once Triton confirms it."""
 
     @property
     def label(self) -> str:
@@ -73,7 +75,15 @@ def _explicit(name: str, route: Route, version: str) -> Decision:
         target = next((t for t in route.targets if t.version == version), None)
     if target is not None:
         return _to(name, target, chosen_by_route=False)
-    return Decision(name, route.primary.model, version, f"v{version}", chosen_by_route=False)
+    return Decision(
+        name, route.primary.model, version, f"v{version}", chosen_by_route=False, client_version=True
+    )
+
+
+def _direct(name: str, version: str) -> Decision:
+    if version:
+        return Decision(name, name, version, f"v{version}", chosen_by_route=False, client_version=True)
+    return Decision(name, name, "", DIRECT_VARIANT, chosen_by_route=False)
 
 
 def decide(table: RouteTable, name: str, version: str, sticky_key: str | None, draw: float) -> Decision:
@@ -83,7 +93,7 @@ def decide(table: RouteTable, name: str, version: str, sticky_key: str | None, d
     """
     route = table.routes.get(name)
     if route is None:
-        return Decision(name, name, version, f"v{version}" if version else DIRECT_VARIANT, False)
+        return _direct(name, version)
     if version:
         return _explicit(name, route, version)
     if sticky_key:
@@ -95,7 +105,7 @@ def resolve(table: RouteTable, name: str, version: str) -> Decision:
     """Route a metadata, config or readiness request: the named version, else the primary target."""
     route = table.routes.get(name)
     if route is None:
-        return Decision(name, name, version, f"v{version}" if version else DIRECT_VARIANT, False)
+        return _direct(name, version)
     if version:
         return _explicit(name, route, version)
     return _to(name, route.primary, chosen_by_route=True)

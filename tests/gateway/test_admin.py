@@ -130,3 +130,20 @@ def test_models_index_and_load_via_grpc_control(gw):
     assert httpx.post(f"{gw.url}/admin/models/echo/load", headers=AUTH, timeout=60).status_code == 200
     answer = httpx.post(f"{gw.url}/admin/models/ghost/load", headers=AUTH, timeout=60)
     assert answer.status_code == 409 and "ghost" in answer.json()["error"]
+
+
+@pytest.mark.parametrize("path", ["/admin/docs", "/admin/openapi.json"])
+def test_api_docs_need_the_admin_token(gw, path):
+    assert httpx.get(f"{gw.url}{path}").status_code == 401
+    assert httpx.get(f"{gw.url}{path}", headers={"authorization": "Bearer wrong"}).status_code == 403
+    answer = httpx.get(f"{gw.url}{path}", headers=AUTH)
+    assert answer.status_code == 200
+    assert "/admin/routes/{model}/weights" in answer.text  # the spec (embedded in the docs page)
+    assert "/admin/docs" not in httpx.get(f"{gw.url}/admin/openapi.json", headers=AUTH).json()["paths"]
+
+
+def test_api_docs_are_off_when_the_admin_api_is(gateway_factory, tmp_path):
+    (tmp_path / "routes.yaml").write_text(yaml.safe_dump(ROUTES))
+    gw = gateway_factory(admin_token=None)
+    assert httpx.get(f"{gw.url}/admin/docs").status_code == 403
+    assert httpx.get(f"{gw.url}/admin/openapi.json").status_code == 403

@@ -119,3 +119,30 @@ def test_gateway_command_serves_and_rejects_a_bad_route_file(triton, tmp_path):
     assert process.returncode in (0, -signal.SIGTERM), output
     assert "Application shutdown complete" in output
     assert f"gRPC 127.0.0.1:{grpc_port}" in output
+
+
+def test_gateway_command_with_a_taken_grpc_port_fails_in_one_line(triton, tmp_path):
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(yaml.safe_dump(ROUTES))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        grpc_port = taken.getsockname()[1]
+        failed = tritium(
+            "gateway",
+            "--routes",
+            str(routes),
+            "--port",
+            str(free_port()),
+            "--grpc-port",
+            str(grpc_port),
+            "--triton-http",
+            triton.http_url,
+            "--triton-grpc",
+            triton.grpc_url,
+        )
+    output = failed.stdout + failed.stderr
+    assert failed.returncode == 6, output  # UnavailableError
+    assert "Traceback" not in output
+    errors = [line for line in failed.stderr.splitlines() if f"127.0.0.1:{grpc_port}" in line]
+    assert len(errors) == 1 and "cannot serve gRPC" in errors[0] and "--grpc-port" in errors[0], output

@@ -1,5 +1,6 @@
 """Triton down, restarting and back: 503 with a reason, then recovery without restarting the gateway."""
 
+import re
 import time
 
 import httpx
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import yaml
+from prometheus_client import REGISTRY
 from tritonclient.utils import InferenceServerException
 
 BODY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
@@ -89,3 +91,44 @@ def _status(http: httpx.Client, expected: int) -> httpx.Response:
 def _ready(http: httpx.Client) -> None:
     answer = http.get("/v2/health/ready")
     assert answer.status_code == 200, answer.text
+
+
+INCIDENT = re.compile(r"internal gateway error \(logged as ([0-9a-f]{12})\)")
+
+
+def test_a_gateway_bug_is_500_with_an_incident_id_and_no_internals(
+    gateway_factory, tmp_path, monkeypatch, caplog
+):
+    """Not Triton's fault, so not 502; the details go to the log, the client gets one line to quote."""
+    (tmp_path / "routes.yaml").write_text(yaml.safe_dump(ROUTES))
+    gw = gateway_factory()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret internals\nsecond line")
+
+    monkeypatch.setattr(gw.gateway, "decide", broken)  # a bug inside the gateway, Triton is fine
+    monkeypatch.setattr(gw.gateway, "resolve", broken)
+    labels = {"model": "echo", "version": "", "variant": "", "protocol": "rest", "status": "500"}
+    before = REGISTRY.get_sample_value("tritium_gateway_requests_total", labels) or 0
+    with caplog.at_level("ERROR", logger="tritium.gateway"), httpx.Client(base_url=gw.url) as client:
+        infer = client.post("/v2/models/echo/infer", json=BODY)
+        metadata = client.get("/v2/models/echo")
+        grpc = grpcclient.InferenceServerClient(gw.grpc_url)
+        with pytest.raises(InferenceServerException) as info:
+            grpc_infer(grpc)
+        grpc.close()
+    incidents = []
+    for answer in (infer, metadata):
+        assert answer.status_code == 500, answer.text
+        found = INCIDENT.fullmatch(answer.json()["error"])
+        assert found and "secret" not in answer.text
+        incidents.append(found[1])
+    assert info.value.status() == "StatusCode.INTERNAL" and "secret" not in info.value.message()
+    found = INCIDENT.fullmatch(info.value.message())
+    assert found
+    incidents.append(found[1])
+    assert REGISTRY.get_sample_value("tritium_gateway_requests_total", labels) == before + 1  # as answered
+    logged = {r.getMessage(): r for r in caplog.records if r.name == "tritium.gateway"}
+    for incident in incidents:
+        record = logged[f"internal gateway error {incident}"]
+        assert "secret internals" in str(record.exc_info[1])

@@ -1,5 +1,6 @@
 """The gRPC front-end against a real Triton, driven by tritonclient's own gRPC client and raw stubs."""
 
+import json
 import queue
 import time
 from collections import Counter
@@ -178,3 +179,114 @@ def test_api_keys_on_grpc(gateway_factory, tmp_path):
     assert client.infer("echo", inputs(), headers={"x-api-key": "k1"}).as_numpy("y").shape == (1, 4)
     assert client.is_server_ready()
     client.close()
+
+
+SHADOWED = {
+    "routes": {
+        "echo": {
+            "targets": [
+                {"alias": "stable", "model": "echo", "version": "1", "weight": 100},
+                {"alias": "canary", "model": "echo", "version": "3", "weight": 0},  # v3 always fails
+                {"alias": "slow", "model": "echo", "version": "4", "weight": 0},  # v4 +100 ms
+            ],
+            "shadow": {"alias": "slowshadow", "model": "echo", "version": "4", "fraction": 1.0},
+        },
+        "broken": {
+            "targets": [{"alias": "stable", "model": "echo", "version": "3", "weight": 100}],
+            "shadow": {"alias": "mirror", "model": "echo", "version": "1", "fraction": 1.0},
+        },
+    }
+}
+
+
+@pytest.fixture
+def shadowed(gateway_factory, tmp_path):
+    (tmp_path / "routes.yaml").write_text(yaml.safe_dump(SHADOWED))
+    return gateway_factory()
+
+
+def _shadow_count(model: str, target: str, outcome: str) -> float:
+    labels = {"model": model, "target": target, "outcome": outcome}
+    return REGISTRY.get_sample_value("tritium_gateway_shadow_requests_total", labels) or 0
+
+
+def _wait_for(condition, budget_s: float = 10.0) -> None:
+    deadline = time.monotonic() + budget_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def test_stream_records_each_answer_with_its_real_outcome_and_latency(shadowed):
+    windows = shadowed.gateway.windows
+    failed = {"model": "echo", "version": "3", "variant": "canary", "protocol": "grpc", "status": "502"}
+    failed_before = REGISTRY.get_sample_value("tritium_gateway_requests_total", failed) or 0
+    client = grpcclient.InferenceServerClient(shadowed.grpc_url)
+    answers: queue.Queue = queue.Queue()
+    client.start_stream(callback=lambda result, error: answers.put((result, error)))
+    sent = [("stable", "a"), ("canary", "b"), ("stable", "c"), ("canary", ""), ("slow", "e")]
+    for version, request_id in sent:
+        client.async_stream_infer("echo", inputs(), model_version=version, request_id=request_id)
+    got = [answers.get(timeout=10) for _ in sent]
+    client.stop_stream()
+    client.close()
+
+    ok = {r.get_response().id: r for r, e in got if e is None}
+    errors = [e for r, e in got if e is not None]
+    assert set(ok) == {"a", "c", "e"}  # the client's own ids come back
+    assert ok["e"].get_response().parameters[VARIANT_PARAMETER].string_param == "slow"
+    np.testing.assert_array_equal(ok["e"].as_numpy("y"), X * 4)
+    assert len(errors) == 2 and all("broken on purpose" in e.message() for e in errors)
+    assert all("[request id:" not in e.message() or "[request id: b]" in e.message() for e in errors)
+
+    since = 0.0
+    stable = windows.summary("echo", "stable", since=since)
+    canary = windows.summary("echo", "canary", since=since)
+    slow = windows.summary("echo", "slow", since=since)
+    assert (stable.requests, stable.errors) == (2, 0)
+    assert (canary.requests, canary.errors) == (2, 2)  # not fake successes
+    assert slow.requests == 1 and slow.p99_s is not None and slow.p99_s >= 0.1  # the real latency
+    assert REGISTRY.get_sample_value("tritium_gateway_requests_total", failed) == failed_before + 2
+
+
+def test_grpc_shadow_mirrors_after_the_answer_and_never_slows_it(shadowed):
+    before = _shadow_count("echo", "slowshadow", "ok")
+    client = grpcclient.InferenceServerClient(shadowed.grpc_url)
+    client.infer("echo", inputs())  # warm up
+    latencies = []
+    for _ in range(10):
+        started = time.perf_counter()
+        result = client.infer("echo", inputs())
+        latencies.append(time.perf_counter() - started)
+        assert variant_of(result) == "stable"
+        np.testing.assert_array_equal(result.as_numpy("y"), X)  # the primary's answer, not the shadow's
+    client.close()
+    assert float(np.median(latencies)) < 0.050  # the shadow version takes 100 ms per request
+    _wait_for(lambda: _shadow_count("echo", "slowshadow", "ok") == before + 11)
+    assert _shadow_count("echo", "slowshadow", "ok") == before + 11
+
+
+def test_grpc_shadow_skips_requests_the_primary_failed(shadowed):
+    before = _shadow_count("broken", "mirror", "ok") + _shadow_count("broken", "mirror", "error")
+    client = grpcclient.InferenceServerClient(shadowed.grpc_url)
+    for _ in range(3):
+        assert _error(lambda: client.infer("broken", inputs())).status() == "StatusCode.INTERNAL"
+    client.close()
+    time.sleep(0.5)  # a mirror would have answered by now (version 1 is fast)
+    after = _shadow_count("broken", "mirror", "ok") + _shadow_count("broken", "mirror", "error")
+    assert after == before
+
+
+def test_repository_load_and_unload_are_audited_with_the_actor(gateway_factory, own_triton, tmp_path):
+    (tmp_path / "routes.yaml").write_text(yaml.safe_dump(ROUTES))
+    gw = gateway_factory(own_triton)
+    client = grpcclient.InferenceServerClient(gw.grpc_url)
+    admin = {"authorization": "Bearer test-admin-token", "x-tritium-actor": "alice"}
+    client.unload_model("echo", headers=admin)
+    client.load_model("echo", headers=admin)
+    assert _error(lambda: client.unload_model("echo")).status() == "StatusCode.UNAUTHENTICATED"
+    client.close()
+    expected = [("unload", "echo", "alice@127.0.0.1"), ("load", "echo", "alice@127.0.0.1")]
+    assert [(r.action, r.model, r.who) for r in gw.gateway.store.history] == expected
+    logged = [json.loads(line) for line in gw.gateway.store.audit_file.read_text().splitlines()]
+    assert [(r["action"], r["model"], r["who"]) for r in logged] == expected

@@ -6,6 +6,7 @@ import tritonclient.grpc as grpcclient
 import yaml
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
+from tritonclient.utils import InferenceServerException
 
 from gateway import metrics
 
@@ -85,3 +86,86 @@ def test_metrics_endpoint_counts_requests_by_labels(gateway_factory, tmp_path):
     assert upstream and upstream >= 3
     assert REGISTRY.get_sample_value("tritium_gateway_in_flight_requests", {"protocol": "rest"}) == 0
     assert REGISTRY.get_sample_value("tritium_gateway_canary_state", {"model": "echo", "state": "idle"}) == 1
+
+
+def request_label_sets() -> set[tuple]:
+    return {
+        tuple(sorted((k, v) for k, v in sample.labels.items() if k != "le"))
+        for family in REGISTRY.collect()
+        if family.name.startswith("tritium_gateway_")
+        for sample in family.samples
+        if "model" in sample.labels
+    }
+
+
+def test_bogus_names_and_versions_do_not_create_label_sets(gateway_factory, tmp_path):
+    (tmp_path / "routes.yaml").write_text(yaml.safe_dump(ROUTES))
+    gw = gateway_factory(api_keys=["k1"], max_payload_bytes=1024)
+    key = {"x-api-key": "k1"}
+    with httpx.Client(base_url=gw.url) as client:  # warm up: every legitimate label set exists once
+        client.post("/v2/models/nope/infer", json=BODY, headers=key)
+        client.post("/v2/models/nope/infer", json=BODY)
+    before = request_label_sets()
+
+    grpc = grpcclient.InferenceServerClient(gw.grpc_url)
+    x = grpcclient.InferInput("x", [1, 4], "FP32")
+    x.set_data_from_numpy(np.ones((1, 4), np.float32))
+    statuses = set()
+    with httpx.Client(base_url=gw.url) as client:
+        for i in range(15):
+            bogus = f"bogus{i}"
+            answers = [
+                client.post(f"/v2/models/{bogus}/infer", json=BODY),  # 401, unauthenticated
+                client.post(f"/v2/models/{bogus}/infer", json=BODY, headers={"x-api-key": "wrong"}),  # 403
+                client.post(f"/v2/models/{bogus}/infer", content=b"x" * 2000, headers=key),  # 413
+                client.post(
+                    f"/v2/models/{bogus}/infer",
+                    content=b"{}",
+                    headers={**key, "inference-header-content-length": "99"},
+                ),  # 400 before routing
+                client.post(f"/v2/models/{bogus}/infer", json=BODY, headers=key),  # 404 from Triton
+                client.post(f"/v2/models/{bogus}/infer", content=b"{not json", headers=key),
+                client.post(f"/v2/models/echo/versions/{bogus}/infer", json=BODY, headers=key),
+                client.post(f"/v2/models/echo/versions/9{i}/infer", json=BODY, headers=key),
+                client.post(f"/v2/models/{bogus}/versions/{bogus}/infer", json=BODY, headers=key),
+            ]
+            statuses |= {a.status_code for a in answers}
+            for version in (f"1.{i}", f"1x{i}", f"{bogus}", f"0{i + 1}", "9" * (20 + i)):
+                try:  # Triton's gRPC front-end even answers "1.5" as version 1
+                    grpc.infer("echo", [x], model_version=version, headers=key)
+                    statuses.add(200)
+                except InferenceServerException as exc:
+                    statuses.add(exc.status())
+    grpc.close()
+    assert {401, 403, 413, 400, 404} <= statuses and 200 in statuses
+    new = request_label_sets() - before
+    assert not [labels for labels in new if any("bogus" in value or "1." in value for _, value in labels)]
+    # a handful of bounded label sets ("unknown" model or version, per status) for 240 requests
+    assert len({dict(labels)["model"] for labels in new}) <= 2, new
+    assert len(new) < 40, len(new)
+
+
+def test_deleted_route_drops_its_canary_gauges(gateway_factory, tmp_path):
+    table = {"routes": {**ROUTES["routes"], "gone": ROUTES["routes"]["echo"]}}
+    table["routes"]["gone"] = {
+        "targets": [
+            {"alias": "stable", "model": "echo", "version": "1", "weight": 100},
+            {"alias": "canary", "model": "echo", "version": "2", "weight": 0},
+        ]
+    }
+    (tmp_path / "routes.yaml").write_text(yaml.safe_dump(table))
+    gw = gateway_factory()
+    auth = {"authorization": "Bearer test-admin-token"}
+    with httpx.Client(base_url=gw.url, headers=auth) as client:
+        assert client.post("/admin/routes/gone/canary", json={"window_s": 600}).status_code == 200
+        assert client.post("/admin/routes/gone/canary/rollback").status_code == 200
+        rolled_back = {"model": "gone", "state": "rolled_back"}
+        families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+        assert any(
+            s.labels == rolled_back and s.value == 1 for s in families["tritium_gateway_canary_state"].samples
+        )
+        assert client.delete("/admin/routes/gone").status_code == 200
+        families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+    for name in ("tritium_gateway_canary_state", "tritium_gateway_canary_weight"):
+        models = {s.labels["model"] for s in families[name].samples}
+        assert "gone" not in models and "echo" in models, (name, models)
