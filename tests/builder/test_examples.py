@@ -46,6 +46,10 @@ def test_minilm_gate_rejects_per_tensor_and_accepts_per_channel(example_builds):
     assert per_tensor.status == REJECTED and "cosine" in per_tensor.reason
     assert per_channel.status == ACCEPTED
     assert per_channel.decision.checks[0].value >= 0.99
+    retrieval = per_channel.decision.checks[1]
+    assert retrieval.metric == "neighbor_top1"
+    assert 0.9 <= retrieval.baseline < 1.0  # near-miss pairs keep the retrieval check from saturating
+    assert retrieval.drop <= 0.02
     assert minilm["fp32"].size_bytes / per_channel.size_bytes >= 3.9
     written = [v.lineage["variant"] for v in read_model(repository, "minilm").versions]
     assert "int8-dynamic" not in written and "int8-dynamic-per-channel" in written
