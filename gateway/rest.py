@@ -162,32 +162,22 @@ async def _passthrough_get(request: Request, decision: Decision, suffix: str, re
     return Response(body, status_code=200, headers={**answer.headers, VARIANT_HEADER: decision.variant})
 
 
-async def model_metadata(request: Request) -> Response:
-    gateway = _gateway(request)
-    gateway.authorize(request.headers)
-    decision = gateway.resolve(request.path_params["model"], request.path_params.get("version", ""))
-    return await _passthrough_get(request, decision, "", rename=True)
+def _model_endpoint(suffix: str, *, rename: bool):
+    """A GET on a model (``/v2/models/<m>[/versions/<v>]<suffix>``) forwarded to its routed target."""
+
+    async def endpoint(request: Request) -> Response:
+        gateway = _gateway(request)
+        gateway.authorize(request.headers)
+        decision = gateway.resolve(request.path_params["model"], request.path_params.get("version", ""))
+        return await _passthrough_get(request, decision, suffix, rename=rename)
+
+    return endpoint
 
 
-async def model_config(request: Request) -> Response:
-    gateway = _gateway(request)
-    gateway.authorize(request.headers)
-    decision = gateway.resolve(request.path_params["model"], request.path_params.get("version", ""))
-    return await _passthrough_get(request, decision, "/config", rename=True)
-
-
-async def model_ready(request: Request) -> Response:
-    gateway = _gateway(request)
-    gateway.authorize(request.headers)
-    decision = gateway.resolve(request.path_params["model"], request.path_params.get("version", ""))
-    return await _passthrough_get(request, decision, "/ready", rename=False)
-
-
-async def model_stats(request: Request) -> Response:
-    gateway = _gateway(request)
-    gateway.authorize(request.headers)
-    decision = gateway.resolve(request.path_params["model"], request.path_params.get("version", ""))
-    return await _passthrough_get(request, decision, "/stats", rename=False)
+model_metadata = _model_endpoint("", rename=True)
+model_config = _model_endpoint("/config", rename=True)
+model_ready = _model_endpoint("/ready", rename=False)
+model_stats = _model_endpoint("/stats", rename=False)
 
 
 async def server_metadata(request: Request) -> Response:

@@ -15,20 +15,8 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from gateway.grpc_service import VARIANT_PARAMETER
-
-X = np.array([[1.0, 2.0, 3.0, 4.0]], dtype=np.float32)
-ROUTES = {
-    "routes": {
-        "echo": {
-            "targets": [
-                {"alias": "stable", "model": "echo", "version": "1", "weight": 50},
-                {"alias": "canary", "model": "echo", "version": "2", "weight": 50},
-            ]
-        },
-        "digits": {"targets": [{"alias": "stable", "model": "echo", "version": "2", "weight": 100}]},
-    }
-}
-MULTIPLIER = {"stable": 1, "canary": 2}
+from tests.gateway.ab_routes import AB_ROUTES as ROUTES
+from tests.gateway.ab_routes import MULTIPLIER, X
 
 
 @pytest.fixture

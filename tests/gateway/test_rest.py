@@ -11,20 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
 from gateway.error_mapping import VARIANT_HEADER
-
-X = np.array([[1.0, 2.0, 3.0, 4.0]], dtype=np.float32)
-AB_ROUTES = {
-    "routes": {
-        "echo": {
-            "targets": [
-                {"alias": "stable", "model": "echo", "version": "1", "weight": 50},
-                {"alias": "canary", "model": "echo", "version": "2", "weight": 50},
-            ]
-        },
-        "digits": {"targets": [{"alias": "stable", "model": "echo", "version": "2", "weight": 100}]},
-    }
-}
-MULTIPLIER = {"stable": 1, "canary": 2}
+from tests.gateway.ab_routes import AB_ROUTES, MULTIPLIER, X
 
 
 @pytest.fixture
