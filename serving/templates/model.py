@@ -16,12 +16,13 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 
-def _onnxruntime_runner(path, threads, input_names, output_names):
+def _onnxruntime_runner(path, threads, input_names, output_names, allow_spinning):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", allow_spinning)
     session = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
 
     def run(arrays):
@@ -30,7 +31,7 @@ def _onnxruntime_runner(path, threads, input_names, output_names):
     return run
 
 
-def _torchscript_runner(path, threads, input_names, output_names):
+def _torchscript_runner(path, threads, input_names, output_names, allow_spinning):
     import torch
 
     if threads:
@@ -64,7 +65,9 @@ class TritonPythonModel:
         self.outputs = [
             (spec["name"], pb_utils.triton_string_to_numpy(spec["data_type"])) for spec in config["output"]
         ]
-        self.run = _RUNNERS[engine](artifact, threads, self.input_names, [name for name, _ in self.outputs])
+        spinning = params.get("tritium_allow_spinning", "0")
+        output_names = [name for name, _ in self.outputs]
+        self.run = _RUNNERS[engine](artifact, threads, self.input_names, output_names, spinning)
 
     def execute(self, requests):
         inputs = [

@@ -45,7 +45,17 @@ def test_runtime_config_keeps_the_serving_contract():
         "tritium_engine": "onnxruntime",
         "tritium_artifact": "model.onnx",
         "tritium_intra_op_threads": "1",
+        "tritium_allow_spinning": "0",
     }
+
+
+def test_thread_settings_follow_the_canonical_config():
+    source = canonical()
+    source.parameters["intra_op_thread_count"].string_value = "3"  # Triton's onnxruntime backend key
+    source.parameters["tritium_allow_spinning"].string_value = "1"
+    params = {k: v.string_value for k, v in runtime_config(source).parameters.items()}
+    assert params["tritium_intra_op_threads"] == "3"
+    assert params["tritium_allow_spinning"] == "1"
 
 
 def test_runtime_config_round_trips_through_text_format():
