@@ -153,16 +153,31 @@ def main(
     seconds: Annotated[float, typer.Option(min=1, max=60, help="Seconds per measurement.")] = 5.0,
     rounds: Annotated[int, typer.Option(min=1, max=10, help="Alternating direct/gateway rounds.")] = 2,
     out: Annotated[Path | None, typer.Option(help="Write results as JSON here.")] = None,
+    isolate: Annotated[
+        bool,
+        typer.Option(
+            help="Give the local Triton half of the cores and the gateway and load generator the other "
+            "half (the production shape: the gateway in a pod of its own) instead of sharing all cores."
+        ),
+    ] = False,
 ) -> None:
     loadgen.require("wrk", "wrk")
     loadgen.require("h2load", "nghttp2-client")
     load_before = os.getloadavg()
+    cores = sorted(os.sched_getaffinity(0))
+    if isolate and len(cores) < 2:
+        raise SystemExit("--isolate needs at least 2 cores")
+    triton_cores, client_cores = (
+        (cores[: len(cores) // 2], cores[len(cores) // 2 :]) if isolate else (cores, cores)
+    )
     with ExitStack() as stack:
         triton_pid = None
         if triton_http is None or triton_grpc is None:
             from serving.local import LocalTriton
 
+            os.sched_setaffinity(0, triton_cores)  # inherited by tritonserver and its model stubs
             triton = stack.enter_context(LocalTriton(repository, models=[model]))
+            os.sched_setaffinity(0, client_cores)  # inherited by the gateway and the load generators
             triton_http, triton_grpc, triton_pid = triton.http_address, triton.grpc_url, triton.process.pid
         version = version or latest_version(triton_http, model)
         metadata = (
@@ -247,7 +262,12 @@ def main(
     load_after = os.getloadavg()
     table = Table(
         title=f"gateway overhead: {model} v{version}, {seconds:g} s x {rounds} rounds per cell; "
-        f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after",
+        + (
+            f"Triton on cores {triton_cores}, gateway + generator on {client_cores}; "
+            if isolate
+            else "all share cores; "
+        )
+        + f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after",
         title_justify="left",
     )
     for column in (
