@@ -58,6 +58,26 @@ def find_distribution() -> TritonDistribution:
     return dist
 
 
+def check_numpy(version: str | None = None) -> None:
+    """Refuse numpy 2 in the environment the Python-backend stubs run.
+
+    The bundled stub (Triton 2.51 in nvidia-pytriton 0.7, which pins numpy<2) is built against
+    numpy 1.x. Under numpy 2 it answers every request with status OK and *empty* output tensors
+    (measured: gRPC `raw_output_contents` of 0 bytes, REST binary `binary_data_size: 0`, REST JSON
+    a 500), so serving would silently return nothing.
+    """
+    if version is None:
+        import numpy
+
+        version = numpy.__version__
+    if int(version.split(".")[0]) >= 2:
+        raise UnavailableError(
+            f"numpy {version} is installed, and the bundled Triton's Python backend (built against "
+            "numpy 1.x) answers with empty outputs under numpy 2",
+            hint="install numpy<2 where tritium serves: pip install 'numpy<2'",
+        )
+
+
 def current_python_version() -> str:
     return f"{sys.version_info.major}.{sys.version_info.minor}"
 

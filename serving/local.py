@@ -33,6 +33,7 @@ from serving import cleanup, registry
 from serving.control import TritonControl
 from serving.distribution import (
     TritonDistribution,
+    check_numpy,
     find_distribution,
     prepare_backend_dir,
     server_environment,
@@ -157,9 +158,10 @@ class LocalTriton:
     def start(self) -> LocalTriton:
         if self.process is not None:
             return self
+        dist = find_distribution()
+        check_numpy()
         if self.work_dir is None:
             self.work_dir = Path(tempfile.mkdtemp(prefix="tritium-triton-"))
-        dist = find_distribution()
         self.derivation = derive(self.repository, self.runtime_repository, self.models)
         served = [m.name for m in self.derivation.models]
         backend_dir = prepare_backend_dir(dist, self._work() / "backends")

@@ -55,6 +55,11 @@ _RUNNERS = {"onnxruntime": _onnxruntime_runner, "torchscript": _torchscript_runn
 
 class TritonPythonModel:
     def initialize(self, args):
+        if int(np.__version__.split(".")[0]) >= 2:  # see serving.distribution.check_numpy
+            raise RuntimeError(
+                f"numpy {np.__version__} in the serving environment: this Triton's Python backend is built "
+                "against numpy 1.x and returns empty outputs under numpy 2; install numpy<2"
+            )
         config = json.loads(args["model_config"])
         params = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
         engine = params["tritium_engine"]

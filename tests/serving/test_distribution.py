@@ -2,12 +2,16 @@ import os
 import sys
 import sysconfig
 
+import pytest
+
 from serving.distribution import (
+    check_numpy,
     current_python_version,
     find_distribution,
     prepare_backend_dir,
     server_environment,
 )
+from tritium.errors import UnavailableError
 
 
 def test_backend_dir_links_the_stub_for_this_python_without_touching_site_packages(tmp_path):
@@ -31,3 +35,10 @@ def test_environment_puts_this_interpreter_and_its_libpython_first():
     libs = env["LD_LIBRARY_PATH"].split(os.pathsep)
     assert libs[0] == sysconfig.get_config_var("LIBDIR") and libs[-1] == "/opt/x"
     assert str(dist.libs) in libs
+
+
+def test_numpy_2_is_refused_before_anything_starts():
+    check_numpy("1.26.4")  # the version nvidia-pytriton pins: fine
+    with pytest.raises(UnavailableError, match=r"numpy 2\.1\.0 .*empty outputs") as info:
+        check_numpy("2.1.0")
+    assert "numpy<2" in info.value.hint
