@@ -126,6 +126,45 @@ def start_gateway(triton_http: str, triton_grpc: str, model: str, version: str, 
         time.sleep(0.2)
 
 
+def check_answers(
+    direct: tuple[str, str],
+    gateway: tuple[str, str],
+    model: str,
+    version: str,
+    tensors,  # type: ignore[no-untyped-def]
+) -> None:
+    """Refuse to time a broken path: over REST and gRPC, the gateway must answer what Triton answers,
+    and neither may answer with empty outputs."""
+    answers = []
+    for (http, grpc_address), versioned in ((direct, True), (gateway, False)):
+        path = f"/v2/models/{model}/versions/{version}/infer" if versioned else f"/v2/models/{model}/infer"
+        reply = (
+            httpx.post(f"http://{http}{path}", content=rest_body(tensors), timeout=30)
+            .raise_for_status()
+            .json()
+        )
+        rest = {o["name"]: o["data"] for o in reply["outputs"]}
+        inputs = []
+        for name, datatype, data in tensors:
+            tensor = grpcclient.InferInput(name, list(data.shape), datatype)
+            tensor.set_data_from_numpy(data)
+            inputs.append(tensor)
+        with grpcclient.InferenceServerClient(grpc_address) as client:
+            result = client.infer(model, inputs, model_version=version if versioned else "")
+            grpc_answer = {
+                o.name: result.as_numpy(o.name).ravel().tolist() for o in result.get_response().outputs
+            }
+        answers.append((rest, grpc_answer))
+    for rest, grpc_answer in answers:
+        if not rest or any(not values for values in rest.values()) or rest.keys() != grpc_answer.keys():
+            raise SystemExit(f"empty or mismatched outputs ({rest!r} vs {grpc_answer!r}): not timing it")
+        for name, values in rest.items():
+            if not np.allclose(values, grpc_answer[name], atol=1e-4):
+                raise SystemExit(f"REST and gRPC disagree on {name}: not timing it")
+    if not all(np.allclose(answers[0][0][n], answers[1][0][n], atol=1e-4) for n in answers[0][0]):
+        raise SystemExit("the gateway's answer differs from Triton's: not timing it")
+
+
 def successes(control: grpcclient.InferenceServerClient, model: str, version: str) -> int:
     stats = control.get_inference_statistics(model, version, as_json=True)["model_stats"][0]
     return int(stats["inference_stats"].get("success", {}).get("count", 0))
@@ -189,6 +228,7 @@ def main(
         gateway, gw_http, gw_grpc = start_gateway(triton_http, triton_grpc, model, version, workdir)
         stack.callback(lambda: (gateway.send_signal(signal.SIGTERM), gateway.wait(timeout=30)))
         control = stack.enter_context(grpcclient.InferenceServerClient(triton_grpc))
+        check_answers((triton_http, triton_grpc), (gw_http, gw_grpc), model, version, tensors)
 
         def drive(protocol: str, target: str, n: int, duration: float = seconds) -> Run:
             if protocol == "rest":

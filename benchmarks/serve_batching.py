@@ -100,6 +100,28 @@ def bench_repository(
     return chosen, variant
 
 
+def check_answers(triton: LocalTriton, model_file: Path) -> None:
+    """Refuse to time a broken path: both models must answer what onnxruntime computes in-process."""
+    import onnxruntime as ort
+
+    pixels = np.random.default_rng(0).random((1, 1, 8, 8), dtype=np.float32)
+    session = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"pixels": pixels})[0]
+    with grpcclient.InferenceServerClient(triton.grpc_url) as client:
+        for model in MODES.values():
+            tensor = grpcclient.InferInput("pixels", list(pixels.shape), "FP32")
+            tensor.set_data_from_numpy(pixels)
+            answer = client.infer(model, [tensor]).as_numpy("logits")
+            if (
+                answer is None
+                or answer.shape != expected.shape
+                or not np.allclose(answer, expected, atol=1e-3)
+            ):
+                raise SystemExit(
+                    f"{model} answered {answer!r} where onnxruntime gives {expected!r}: not timing it"
+                )
+
+
 def counts(client: grpcclient.InferenceServerClient, model: str) -> tuple[int, int, int]:
     """(successful requests, inferences, executions) so far."""
     stats = client.get_inference_statistics(model, as_json=True)["model_stats"][0]
@@ -284,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         cells: list[Cell] = []
         with LocalTriton(scratch / "bench_repository") as triton:
+            check_answers(triton, scratch / "bench_repository" / MODES["on"] / "1" / "model.onnx")
             for clients in levels:
                 for mode in ("off", "on"):  # interleaved: both modes see the same machine state
                     cells.append(
