@@ -11,7 +11,10 @@ through the gateway, alternating which goes first, for a fixed time per cell. Th
 are C programs, the same for both sides (`wrk` for REST with a JSON body, `h2load` for gRPC with a
 prebuilt ModelInfer message: benchmarks/loadgen.py). Every cell is checked against Triton's own
 count of successful inferences. It prints requests/s, p50/p99, the throughput ratio, the added
-p50/p99 and the CPU each process spent per request.
+p50/p99 and the CPU each process spent per request. Before timing anything it checks that the
+gateway answers what Triton answers (REST and gRPC, non-empty). `--isolate` gives Triton half of the
+cores and the gateway and generators the other half; `--replicas N` runs N gateway processes, each on
+its own ports with its share of the clients (replicas behind a Service).
 """
 
 from __future__ import annotations
@@ -192,6 +195,15 @@ def main(
     seconds: Annotated[float, typer.Option(min=1, max=60, help="Seconds per measurement.")] = 5.0,
     rounds: Annotated[int, typer.Option(min=1, max=10, help="Alternating direct/gateway rounds.")] = 2,
     out: Annotated[Path | None, typer.Option(help="Write results as JSON here.")] = None,
+    replicas: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=16,
+            help="Gateway processes, each on its own ports with its share of the clients (like replicas "
+            "behind a Service); their CPU is summed.",
+        ),
+    ] = 1,
     isolate: Annotated[
         bool,
         typer.Option(
@@ -225,32 +237,53 @@ def main(
         tensors = make_inputs(metadata)
         body, headers = rest_body(tensors), {"content-type": "application/json"}
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        gateway, gw_http, gw_grpc = start_gateway(triton_http, triton_grpc, model, version, workdir)
-        stack.callback(lambda: (gateway.send_signal(signal.SIGTERM), gateway.wait(timeout=30)))
+        gateways = []
+        for index in range(replicas):
+            (workdir / str(index)).mkdir()
+            gateways.append(start_gateway(triton_http, triton_grpc, model, version, workdir / str(index)))
+            stack.callback(
+                lambda process=gateways[-1][0]: (
+                    process.send_signal(signal.SIGTERM),
+                    process.wait(timeout=30),
+                )
+            )
         control = stack.enter_context(grpcclient.InferenceServerClient(triton_grpc))
-        check_answers((triton_http, triton_grpc), (gw_http, gw_grpc), model, version, tensors)
+        for _, gw_http, gw_grpc in gateways:
+            check_answers((triton_http, triton_grpc), (gw_http, gw_grpc), model, version, tensors)
 
-        def drive(protocol: str, target: str, n: int, duration: float = seconds) -> Run:
+        def sender(protocol: str, target: str, http: str, grpc_address: str, n: int, duration: float):  # type: ignore[no-untyped-def]
             if protocol == "rest":
                 path = (
                     f"/v2/models/{model}/versions/{version}/infer"
                     if target == "direct"
                     else f"/v2/models/{model}/infer"
                 )
-                address = triton_http if target == "direct" else gw_http
-                send = lambda: loadgen.wrk(f"http://{address}{path}", body, headers, n, duration)  # noqa: E731
-            else:
-                # direct names the version; through the gateway the route picks it
-                message = grpc_message(model, version if target == "direct" else "", tensors)
-                address = triton_grpc if target == "direct" else gw_grpc
-                send = lambda: loadgen.h2load_grpc(address, message, n, duration)  # noqa: E731
+                return lambda: loadgen.wrk(f"http://{http}{path}", body, headers, n, duration)
+            # direct names the version; through the gateway the route picks it
+            message = grpc_message(model, version if target == "direct" else "", tensors)
+            return lambda: loadgen.h2load_grpc(grpc_address, message, n, duration)
+
+        def gateways_cpu_s() -> float:
+            return sum(loadgen.process_tree_cpu_s(process.pid) for process, _, _ in gateways)
+
+        def drive(protocol: str, target: str, n: int, duration: float = seconds) -> Run:
+            if target == "direct":
+                send = sender(protocol, target, triton_http, triton_grpc, n, duration)
+            else:  # the clients spread over the replicas as evenly as they go
+                shares = [n // replicas + (i < n % replicas) for i in range(replicas)]
+                sends = [
+                    sender(protocol, target, http, grpc_address, share, duration)
+                    for (_, http, grpc_address), share in zip(gateways, shares, strict=True)
+                    if share
+                ]
+                send = sends[0] if len(sends) == 1 else (lambda: loadgen.run_together(sends))
             served = successes(control, model, version)
-            gw_cpu = loadgen.process_tree_cpu_s(gateway.pid)
+            gw_cpu = gateways_cpu_s()
             tr_cpu = loadgen.process_tree_cpu_s(triton_pid) if triton_pid else 0.0
             busy = loadgen.machine_busy_s()
             result = send()
             busy = loadgen.machine_busy_s() - busy
-            gw_cpu = loadgen.process_tree_cpu_s(gateway.pid) - gw_cpu
+            gw_cpu = gateways_cpu_s() - gw_cpu
             tr_cpu = (loadgen.process_tree_cpu_s(triton_pid) - tr_cpu) if triton_pid else float("nan")
             served = successes(control, model, version) - served
             per = 1000 / max(result.requests, 1)
@@ -302,6 +335,7 @@ def main(
     load_after = os.getloadavg()
     table = Table(
         title=f"gateway overhead: {model} v{version}, {seconds:g} s x {rounds} rounds per cell; "
+        + (f"{replicas} gateway processes; " if replicas > 1 else "")
         + (
             f"Triton on cores {triton_cores}, gateway + generator on {client_cores}; "
             if isolate
@@ -327,7 +361,7 @@ def main(
     console.print(table)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        summary = {"model": model, "version": version, "seconds": seconds, "rounds": rounds,
+        summary = {"model": model, "version": version, "seconds": seconds, "rounds": rounds, "replicas": replicas,
                    "load_average": [load_before, load_after], "results": results}  # fmt: skip
         out.write_text(json.dumps(summary, indent=2))
 

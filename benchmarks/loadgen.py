@@ -20,7 +20,9 @@ import shutil
 import struct
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +41,7 @@ class LoadResult:
     p99_ms: float
     http_errors: int
     client_cpu_s: float
+    samples_ms: np.ndarray | None = field(default=None, repr=False)  # per-request latencies, where known
 
     @property
     def throughput(self) -> float:
@@ -112,7 +115,7 @@ def h2load_grpc(
         cpu = _children_cpu_s() - before
         rows = np.loadtxt(log, dtype=np.int64, ndmin=2) if log.stat().st_size else np.zeros((0, 3), np.int64)
     if not len(rows):
-        return LoadResult(0, seconds, float("nan"), float("nan"), float("nan"), 0, cpu)
+        return LoadResult(0, seconds, float("nan"), float("nan"), float("nan"), 0, cpu, np.zeros(0))
     ok = rows[:, 1] == 200
     elapsed_ms = rows[:, 2] / 1000
     return LoadResult(
@@ -123,6 +126,38 @@ def h2load_grpc(
         p99_ms=float(np.percentile(elapsed_ms, 99)),
         http_errors=int((~ok).sum()),
         client_cpu_s=cpu,
+        samples_ms=elapsed_ms[ok],
+    )
+
+
+def run_together(sends: list[Callable[[], LoadResult]]) -> LoadResult:
+    """Run several generators at once (one per gateway replica, say) and merge what they measured.
+
+    Percentiles are exact where every generator kept its samples (h2load); otherwise each is the worst
+    of the generators' own (wrk reports percentiles only), an upper bound.
+    """
+    before = _children_cpu_s()
+    with ThreadPoolExecutor(len(sends)) as pool:
+        results = list(pool.map(lambda send: send(), sends))
+    cpu = _children_cpu_s() - before
+    samples = [r.samples_ms for r in results]
+    if all(s is not None for s in samples):
+        merged = np.concatenate(samples)  # type: ignore[arg-type]
+        p50, p95, p99 = (
+            float(np.percentile(merged, q)) if len(merged) else float("nan") for q in (50, 95, 99)
+        )
+    else:
+        merged = None
+        p50, p95, p99 = (max(getattr(r, name) for r in results) for name in ("p50_ms", "p95_ms", "p99_ms"))
+    return LoadResult(
+        requests=sum(r.requests for r in results),
+        seconds=max(r.seconds for r in results),
+        p50_ms=p50,
+        p95_ms=p95,
+        p99_ms=p99,
+        http_errors=sum(r.http_errors for r in results),
+        client_cpu_s=cpu,
+        samples_ms=merged,
     )
 
 
