@@ -62,7 +62,8 @@ class Run:
     rps: float
     p50_ms: float
     p99_ms: float
-    errors: int
+    errors: int  # failed answers (HTTP status, socket) + answers Triton did not count as successes
+    failed: int  # of which failed answers, as the generator saw them
     client_cpu_ms: float  # per request
     gateway_cpu_ms: float
     triton_cpu_ms: float
@@ -114,7 +115,7 @@ def start_gateway(triton_http: str, triton_grpc: str, model: str, version: str, 
         [sys.executable, "-m", "tritium.cli", "gateway", "--routes", str(routes), "--port", str(port),
          "--grpc-port", str(grpc_port), "--triton-http", triton_http, "--triton-grpc", triton_grpc,
          "--log-level", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+        stdout=(workdir / "gateway.log").open("w"), stderr=subprocess.STDOUT, cwd=ROOT,
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while True:
@@ -293,6 +294,7 @@ def main(
                 p50_ms=result.p50_ms,
                 p99_ms=result.p99_ms,
                 errors=result.http_errors + max(0, result.requests - served),
+                failed=result.http_errors,
                 client_cpu_ms=result.client_cpu_s * per,
                 gateway_cpu_ms=gw_cpu * per,
                 triton_cpu_ms=tr_cpu * per,
@@ -317,6 +319,7 @@ def main(
                         "p50_ms": float(np.median([c.p50_ms for c in cell])),
                         "p99_ms": float(np.median([c.p99_ms for c in cell])),
                         "errors": sum(c.errors for c in cell),
+                        "failed": sum(c.failed for c in cell),
                         "client_cpu_ms": float(np.mean([c.client_cpu_ms for c in cell])),
                         "gateway_cpu_ms": float(np.mean([c.gateway_cpu_ms for c in cell])),
                         "triton_cpu_ms": float(np.mean([c.triton_cpu_ms for c in cell])),
@@ -331,6 +334,15 @@ def main(
                     f"{protocol} x{n}: {row['direct']['rps']:.0f} -> {row['gateway']['rps']:.0f} req/s, ratio "
                     f"{row['throughput_ratio']:.2f}, +p50 {row['added_p50_ms']:.2f} ms, "
                     f"gateway CPU {row['gateway']['gateway_cpu_ms']:.3f} ms/req"
+                )
+        if any(row[target]["errors"] for row in results for target in ("direct", "gateway")):
+            for index in range(replicas):  # what the gateway said about them, before its logs go
+                lines = (workdir / str(index) / "gateway.log").read_text(errors="replace").splitlines()
+                notable = [
+                    line for line in lines if any(k in line for k in ("WARNING", "ERROR", "Traceback"))
+                ]
+                console.print(
+                    f"gateway {index} log, warnings and errors ({len(notable)}):", *notable[-20:], sep="\n"
                 )
     load_after = os.getloadavg()
     table = Table(
