@@ -79,12 +79,21 @@ PAIRS: list[tuple[str, str]] = [
     ("Coffee prices have risen this year.", "Coffee has become more expensive this year."),
     # Near misses: pairs that share topic words with other pairs, so retrieval is not trivial.
     ("How do I change my email address?", "Steps to update the email linked to your account."),
-    ("My password was rejected as too weak.", "The system refused my password because it is not strong enough."),
-    ("The train was cancelled because of the storm.", "Bad weather led to the train service being called off."),
+    (
+        "My password was rejected as too weak.",
+        "The system refused my password because it is not strong enough.",
+    ),
+    (
+        "The train was cancelled because of the storm.",
+        "Bad weather led to the train service being called off.",
+    ),
     ("How much does a train ticket to Paris cost?", "Price of a rail fare to the French capital."),
     ("The cat scratched the furniture.", "Our kitten clawed the armchair."),
     ("The dog barked at the mailman all morning.", "Our puppy kept barking at the postman."),
-    ("Share prices rose after the earnings report.", "The stock climbed when the company published its results."),
+    (
+        "Share prices rose after the earnings report.",
+        "The stock climbed when the company published its results.",
+    ),
     ("The company cut jobs to reduce costs.", "The firm laid off staff to save money."),
     ("Rain flooded the basement overnight.", "Water from the storm filled our cellar during the night."),
     ("The forecast says it will be sunny tomorrow.", "Tomorrow is expected to be clear and bright."),
@@ -92,7 +101,10 @@ PAIRS: list[tuple[str, str]] = [
     ("My laptop overheats when I play games.", "The notebook gets very hot during gaming."),
     ("He missed the penalty in the final.", "His penalty kick failed in the championship match."),
     ("She learned to play the piano as a child.", "She took piano lessons when she was young."),
-    ("The doctor told him to rest for a week.", "He was advised by his physician to take a week off to recover."),
+    (
+        "The doctor told him to rest for a week.",
+        "He was advised by his physician to take a week off to recover.",
+    ),
     ("Electric cars need charging stations.", "EVs depend on a network of chargers."),
     ("The library is closed on Sundays.", "You cannot visit the library on Sunday."),
     ("The hotel offers free breakfast.", "Breakfast is included at no extra cost in this hotel."),
