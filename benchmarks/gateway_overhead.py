@@ -111,12 +111,13 @@ def start_gateway(triton_http: str, triton_grpc: str, model: str, version: str, 
     target = {"alias": "stable", "model": model, "version": version, "weight": 100}
     routes.write_text(yaml.safe_dump({"routes": {model: {"targets": [target]}}}))
     port, grpc_port = free_port(), free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tritium.cli", "gateway", "--routes", str(routes), "--port", str(port),
-         "--grpc-port", str(grpc_port), "--triton-http", triton_http, "--triton-grpc", triton_grpc,
-         "--log-level", "warning"],
-        stdout=(workdir / "gateway.log").open("w"), stderr=subprocess.STDOUT, cwd=ROOT,
-    )  # fmt: skip
+    with (workdir / "gateway.log").open("w") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tritium.cli", "gateway", "--routes", str(routes), "--port", str(port),
+             "--grpc-port", str(grpc_port), "--triton-http", triton_http, "--triton-grpc", triton_grpc,
+             "--log-level", "warning"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+        )  # fmt: skip
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -126,8 +127,19 @@ def start_gateway(triton_http: str, triton_grpc: str, model: str, version: str, 
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            raise SystemExit("the gateway did not start")
+            process.wait()
+            tail = (workdir / "gateway.log").read_text(errors="replace").splitlines()[-10:]
+            raise SystemExit("the gateway did not start:\n" + "\n".join(tail))
         time.sleep(0.2)
+
+
+def print_gateway_logs(workdir: Path, replicas: int) -> None:
+    """The gateways' warnings and errors (their logs live in a temporary directory)."""
+    for index in range(replicas):
+        path = workdir / str(index) / "gateway.log"
+        lines = path.read_text(errors="replace").splitlines() if path.is_file() else []
+        notable = [line for line in lines if any(k in line for k in ("WARNING", "ERROR", "Traceback"))]
+        console.print(f"gateway {index} log, warnings and errors ({len(notable)}):", *notable[-20:], sep="\n")
 
 
 def check_answers(
@@ -147,7 +159,7 @@ def check_answers(
             .raise_for_status()
             .json()
         )
-        rest = {o["name"]: o["data"] for o in reply["outputs"]}
+        rest = {o["name"]: o.get("data", []) for o in reply["outputs"]}
         inputs = []
         for name, datatype, data in tensors:
             tensor = grpcclient.InferInput(name, list(data.shape), datatype)
@@ -159,13 +171,23 @@ def check_answers(
                 o.name: result.as_numpy(o.name).ravel().tolist() for o in result.get_response().outputs
             }
         answers.append((rest, grpc_answer))
+
+    def same(a: list, b: list) -> bool:  # equal lengths first: allclose broadcasts [x] against []
+        return len(a) == len(b) and bool(np.allclose(a, b, atol=1e-4))
+
     for rest, grpc_answer in answers:
-        if not rest or any(not values for values in rest.values()) or rest.keys() != grpc_answer.keys():
+        if (
+            not rest
+            or rest.keys() != grpc_answer.keys()
+            or any(not v for v in (*rest.values(), *grpc_answer.values()))
+        ):
             raise SystemExit(f"empty or mismatched outputs ({rest!r} vs {grpc_answer!r}): not timing it")
-        for name, values in rest.items():
-            if not np.allclose(values, grpc_answer[name], atol=1e-4):
-                raise SystemExit(f"REST and gRPC disagree on {name}: not timing it")
-    if not all(np.allclose(answers[0][0][n], answers[1][0][n], atol=1e-4) for n in answers[0][0]):
+        if not all(same(values, grpc_answer[name]) for name, values in rest.items()):
+            raise SystemExit("REST and gRPC answers disagree: not timing it")
+    (direct_rest, _), (gateway_rest, _) = answers
+    if direct_rest.keys() != gateway_rest.keys() or not all(
+        same(direct_rest[n], gateway_rest[n]) for n in direct_rest
+    ):
         raise SystemExit("the gateway's answer differs from Triton's: not timing it")
 
 
@@ -219,6 +241,8 @@ def main(
     cores = sorted(os.sched_getaffinity(0))
     if isolate and len(cores) < 2:
         raise SystemExit("--isolate needs at least 2 cores")
+    if isolate and (triton_http or triton_grpc):
+        raise SystemExit("--isolate places a local Triton: leave out --triton-http/--triton-grpc")
     triton_cores, client_cores = (
         (cores[: len(cores) // 2], cores[len(cores) // 2 :]) if isolate else (cores, cores)
     )
@@ -238,6 +262,8 @@ def main(
         tensors = make_inputs(metadata)
         body, headers = rest_body(tensors), {"content-type": "application/json"}
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        finished = False  # a run that stops early, or counts errors, prints the gateways' logs
+        stack.callback(lambda: None if finished else print_gateway_logs(workdir, replicas))
         gateways = []
         for index in range(replicas):
             (workdir / str(index)).mkdir()
@@ -335,15 +361,7 @@ def main(
                     f"{row['throughput_ratio']:.2f}, +p50 {row['added_p50_ms']:.2f} ms, "
                     f"gateway CPU {row['gateway']['gateway_cpu_ms']:.3f} ms/req"
                 )
-        if any(row[target]["errors"] for row in results for target in ("direct", "gateway")):
-            for index in range(replicas):  # what the gateway said about them, before its logs go
-                lines = (workdir / str(index) / "gateway.log").read_text(errors="replace").splitlines()
-                notable = [
-                    line for line in lines if any(k in line for k in ("WARNING", "ERROR", "Traceback"))
-                ]
-                console.print(
-                    f"gateway {index} log, warnings and errors ({len(notable)}):", *notable[-20:], sep="\n"
-                )
+        finished = not any(row[target]["errors"] for row in results for target in ("direct", "gateway"))
     load_after = os.getloadavg()
     table = Table(
         title=f"gateway overhead: {model} v{version}, {seconds:g} s x {rounds} rounds per cell; "

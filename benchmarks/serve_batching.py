@@ -104,6 +104,10 @@ def check_answers(triton: LocalTriton, model_file: Path) -> None:
     """Refuse to time a broken path: both models must answer what onnxruntime computes in-process."""
     import onnxruntime as ort
 
+    if not model_file.is_file():
+        raise SystemExit(
+            f"no {model_file.name} to check the answers against: this benchmark runs ONNX versions"
+        )
     pixels = np.random.default_rng(0).random((1, 1, 8, 8), dtype=np.float32)
     session = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
     expected = session.run(None, {"pixels": pixels})[0]

@@ -173,6 +173,28 @@ def send(protocol: str, address: str, message: bytes, args: argparse.Namespace) 
     return loadgen.wrk(url, b'{"inputs":[]}', headers, args.clients, args.seconds)
 
 
+def check_answer(protocol: str, address: str) -> None:
+    """Refuse to time a server that does not answer as meant (h2load sees HTTP 200 even for gRPC errors)."""
+    if protocol == "grpc":
+        import numpy as np
+        import tritonclient.grpc as grpcclient
+
+        tensor = grpcclient.InferInput("pixels", [1, 1, 8, 8], "FP32")
+        tensor.set_data_from_numpy(np.zeros((1, 1, 8, 8), np.float32))
+        with grpcclient.InferenceServerClient(address) as client:
+            logits = client.infer(MODEL, [tensor]).as_numpy("logits")
+        ok = logits is not None and logits.shape == (1, 10)
+    else:
+        import httpx
+
+        reply = httpx.post(f"http://{address}{INFER_PATH}", json={"inputs": []}, timeout=10)
+        ok = reply.status_code == 200 and reply.json()["outputs"][0]["name"] == "logits"
+    if not ok:
+        raise SystemExit(
+            f"the {protocol} server at {address} did not give the expected answer: not timing it"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0)
@@ -197,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         try:
             wait_listening(port, process)
+            check_answer(protocol, f"127.0.0.1:{port}")
             send(protocol, f"127.0.0.1:{port}", message, args)  # warm-up
             before = loadgen.process_tree_cpu_s(process.pid)
             result = send(protocol, f"127.0.0.1:{port}", message, args)

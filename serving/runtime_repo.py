@@ -15,6 +15,7 @@ builder added a version), :func:`runtime_config` (the pure config translation).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -117,25 +118,43 @@ def runtime_config(
     if versions is not None:
         config.version_policy.specific.versions[:] = sorted(set(versions))
     canonical_params = {key: value.string_value for key, value in canonical.parameters.items()}
-    if intra_op_threads is None and canonical_params.get("intra_op_thread_count", "0").isdigit():
-        intra_op_threads = int(canonical_params.get("intra_op_thread_count", "0")) or None
+    if intra_op_threads is None:
+        intra_op_threads = (
+            _thread_count(canonical, canonical_params.get("intra_op_thread_count", "0")) or None
+        )
     threads = intra_op_threads if intra_op_threads is not None else default_threads(config)
+    spinning = canonical_params.get("tritium_allow_spinning", "0").strip()
+    if spinning not in ("0", "1"):
+        raise RepositoryError(
+            f"model '{canonical.name}': tritium_allow_spinning is {spinning!r}",
+            hint='set it to "0" (default) or "1"',
+        )
     params = {
         "tritium_engine": engine.name,
         "tritium_artifact": canonical.default_model_filename or engine.default_artifact,
         "tritium_intra_op_threads": str(threads),
         # Spinning intra-op workers keep burning CPU after every run; here they share the cores with
         # Triton's front end and batcher, which measured 2x less stub CPU per request with it off.
-        "tritium_allow_spinning": canonical_params.get("tritium_allow_spinning", "0"),
+        "tritium_allow_spinning": spinning,
     }
     for key, value in params.items():
         config.parameters[key].string_value = value
     return config
 
 
+def _thread_count(canonical: mc.ModelConfig, text: str) -> int:
+    if not re.fullmatch(r"[0-9]+", text.strip(), flags=re.ASCII):
+        raise RepositoryError(
+            f"model '{canonical.name}': intra_op_thread_count is {text!r}",
+            hint="set it to a whole number of threads, or 0 for the default",
+        )
+    return int(text)
+
+
 def default_threads(config: mc.ModelConfig) -> int:
+    """The cores this process may use (its affinity, e.g. a container's cpuset), shared by the instances."""
     instances = sum(max(group.count, 1) for group in config.instance_group) or 1
-    return max(1, (os.cpu_count() or 1) // instances)
+    return max(1, len(os.sched_getaffinity(0)) // instances)
 
 
 def version_dirs(model_dir: Path, artifact: str) -> dict[int, Path]:

@@ -58,6 +58,17 @@ def test_thread_settings_follow_the_canonical_config():
     assert params["tritium_allow_spinning"] == "1"
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("intra_op_thread_count", "-1"), ("intra_op_thread_count", "four"), ("tritium_allow_spinning", "true")],
+)
+def test_bad_thread_settings_are_refused_in_one_line(key, value):
+    source = canonical()
+    source.parameters[key].string_value = value
+    with pytest.raises(RepositoryError, match=rf"digits.*{key}.*{value}"):
+        runtime_config(source)
+
+
 def test_runtime_config_round_trips_through_text_format():
     config = runtime_config(canonical(), versions=[3])
     parsed = text_format.Parse(text_format.MessageToString(config), mc.ModelConfig())
