@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.control import TritonControl
-from serving.ports import free_port
+from serving.ports import ServerAddresses, free_port
 from tritium.errors import UnavailableError
 
 DEFAULT_IMAGE = os.environ.get("TRITON_IMAGE", "nvcr.io/nvidia/tritonserver:25.10-py3")
@@ -94,7 +94,7 @@ def container_options(
     return options
 
 
-class DockerTriton:
+class DockerTriton(ServerAddresses):
     def __init__(
         self,
         repository: Path,
@@ -111,11 +111,9 @@ class DockerTriton:
         self.repository = Path(repository)
         self.image = image
         self.host = host
-        self.ports = {
-            "http": http_port or free_port(host),
-            "grpc": grpc_port or free_port(host),
-            "metrics": metrics_port or free_port(host),
-        }
+        self.http_port = http_port or free_port(host)
+        self.grpc_port = grpc_port or free_port(host)
+        self.metrics_port = metrics_port or free_port(host)
         self.models = list(models) if models is not None else None
         self.gpu = gpu
         self.ready_timeout_s = ready_timeout_s
@@ -123,16 +121,8 @@ class DockerTriton:
         self.failed_models: dict[str, str] = {}
 
     @property
-    def http_url(self) -> str:
-        return f"http://{self.host}:{self.ports['http']}"
-
-    @property
-    def grpc_url(self) -> str:
-        return f"{self.host}:{self.ports['grpc']}"
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://{self.host}:{self.ports['metrics']}/metrics"
+    def ports(self) -> dict[str, int]:
+        return {"http": self.http_port, "grpc": self.grpc_port, "metrics": self.metrics_port}
 
     def start(self) -> DockerTriton:
         client = docker_client()

@@ -38,7 +38,7 @@ from serving.distribution import (
     prepare_backend_dir,
     server_environment,
 )
-from serving.ports import free_port
+from serving.ports import ServerAddresses, free_port
 from serving.runtime_repo import Derivation, derive, derive_model, model_names
 from tritium.errors import NotFoundError, UnavailableError
 
@@ -83,7 +83,7 @@ def server_args(
     ]
 
 
-class LocalTriton:
+class LocalTriton(ServerAddresses):
     def __init__(
         self,
         repository: Path,
@@ -126,22 +126,6 @@ class LocalTriton:
         if self.work_dir is None:
             raise UnavailableError("the local Triton was not started", hint="call start() first")
         return self.work_dir
-
-    @property
-    def http_address(self) -> str:
-        return f"{self.host}:{self.http_port}"
-
-    @property
-    def http_url(self) -> str:
-        return f"http://{self.http_address}"
-
-    @property
-    def grpc_url(self) -> str:
-        return f"{self.host}:{self.grpc_port}"
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://{self.host}:{self.metrics_port}/metrics"
 
     def __enter__(self) -> LocalTriton:
         try:
