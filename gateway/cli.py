@@ -251,9 +251,7 @@ def canary_promote(
     model: str, reason: str = "manual", url: UrlOption = DEFAULT_URL, token: TokenOption = None
 ) -> None:
     """Send all traffic to the canary now."""
-    with _client(url, token) as client:
-        data = client.call("POST", f"/routes/{model}/canary/promote", {"reason": reason})
-    _print_route(model, data["route"])
+    _canary_decision(model, "promote", reason, url, token)
 
 
 @canary_app.command("rollback")
@@ -261,8 +259,12 @@ def canary_rollback(
     model: str, reason: str = "manual", url: UrlOption = DEFAULT_URL, token: TokenOption = None
 ) -> None:
     """Send all traffic back to the stable target now."""
+    _canary_decision(model, "rollback", reason, url, token)
+
+
+def _canary_decision(model: str, action: str, reason: str, url: str, token: str | None) -> None:
     with _client(url, token) as client:
-        data = client.call("POST", f"/routes/{model}/canary/rollback", {"reason": reason})
+        data = client.call("POST", f"/routes/{model}/canary/{action}", {"reason": reason})
     _print_route(model, data["route"])
 
 
