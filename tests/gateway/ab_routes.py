@@ -1,4 +1,4 @@
-"""The A/B route table the REST and gRPC protocol tests share (echo vN answers x * N)."""
+"""Route tables and bodies the gateway tests share (echo vN answers x * N)."""
 
 import numpy as np
 
@@ -15,3 +15,16 @@ AB_ROUTES = {
     }
 }
 MULTIPLIER = {"stable": 1, "canary": 2}
+
+# All traffic on echo v1, v2 ready as the canary: the admin and CLI tests start rollouts from it.
+CANARY_READY_ROUTES = {
+    "routes": {
+        "echo": {
+            "targets": [
+                {"alias": "stable", "model": "echo", "version": "1", "weight": 100},
+                {"alias": "canary", "model": "echo", "version": "2", "weight": 0},
+            ]
+        }
+    }
+}
+ECHO_BODY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 1, 1, 1]}]}

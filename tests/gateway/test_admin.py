@@ -6,20 +6,12 @@ import yaml
 from prometheus_client import REGISTRY
 
 from gateway.error_mapping import VARIANT_HEADER
+from tests.gateway.ab_routes import CANARY_READY_ROUTES, ECHO_BODY
 
 ADMIN_TOKEN = "test-admin-token"  # the token the gateway_factory fixture configures
 
-ROUTES = {
-    "routes": {
-        "echo": {
-            "targets": [
-                {"alias": "stable", "model": "echo", "version": "1", "weight": 100},
-                {"alias": "canary", "model": "echo", "version": "2", "weight": 0},
-            ]
-        }
-    }
-}
-BODY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 1, 1, 1]}]}
+ROUTES = CANARY_READY_ROUTES
+BODY = ECHO_BODY
 AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}", "x-tritium-actor": "tester"}
 
 

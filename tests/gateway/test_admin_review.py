@@ -16,20 +16,12 @@ from gateway import canary
 from gateway import store as store_module
 from gateway.error_mapping import VARIANT_HEADER
 from gateway.routes import save_table
+from tests.gateway.ab_routes import CANARY_READY_ROUTES, ECHO_BODY
 
 ADMIN_TOKEN = "test-admin-token"  # the token the gateway_factory fixture configures
 AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}", "x-tritium-actor": "tester"}
-BODY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 1, 1, 1]}]}
-ROUTES = {
-    "routes": {
-        "echo": {
-            "targets": [
-                {"alias": "stable", "model": "echo", "version": "1", "weight": 100},
-                {"alias": "canary", "model": "echo", "version": "2", "weight": 0},
-            ]
-        }
-    }
-}
+BODY = ECHO_BODY
+ROUTES = CANARY_READY_ROUTES
 
 
 @pytest.fixture

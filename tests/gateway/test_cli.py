@@ -11,17 +11,10 @@ import httpx
 import pytest
 import yaml
 
-ROUTES = {
-    "routes": {
-        "echo": {
-            "targets": [
-                {"alias": "stable", "model": "echo", "version": "1", "weight": 100},
-                {"alias": "canary", "model": "echo", "version": "2", "weight": 0},
-            ]
-        }
-    }
-}
-BODY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 1, 1, 1]}]}
+from tests.gateway.ab_routes import CANARY_READY_ROUTES, ECHO_BODY
+
+ROUTES = CANARY_READY_ROUTES
+BODY = ECHO_BODY
 
 
 def free_port() -> int:
