@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import yaml
 from tests.deploy.conftest import K8S_DIR, PROMETHEUS_DIR, REPO
 from tests.deploy.contract import recording_rules
 from tests.deploy.grafana_dashboards import dashboards, grafana_script, panels, substitute
+from tests.gateway.running import RunningGateway
 
 pytestmark = pytest.mark.slow
 
@@ -93,33 +93,6 @@ class Prometheus:
                 self.process.wait(timeout=10)
 
 
-class GatewayThread:
-    """The real gateway app (gateway.app.create_app) served by uvicorn in a background thread."""
-
-    def __init__(self, settings) -> None:  # type: ignore[no-untyped-def]
-        import uvicorn
-
-        from gateway.app import create_app
-
-        self.port = settings.http_port
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def start(self, timeout_s: float = 20.0) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the gateway did not start")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-
-
 def prometheus_config(targets: dict[str, str]) -> dict:
     """deploy/prometheus/prometheus.yml with local targets, 1 s scrapes and absolute rule paths."""
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
@@ -177,7 +150,7 @@ def stack(prometheus_binary: str, local_triton, tiny_repository: Path, tmp_path_
         admin_token=ADMIN_TOKEN,
         canary_interval_s=0.5,
     )
-    gateway = GatewayThread(settings)
+    gateway = RunningGateway(settings)
     gateway.start()
     prometheus = Prometheus(
         prometheus_binary,
@@ -185,7 +158,7 @@ def stack(prometheus_binary: str, local_triton, tiny_repository: Path, tmp_path_
             {
                 "triton": f"127.0.0.1:{triton.metrics_port}",
                 "triton-ready": triton.http_address,
-                "tritium-gateway": f"127.0.0.1:{gateway.port}",
+                "tritium-gateway": f"127.0.0.1:{gateway.http_port}",
             }
         ),
         work,

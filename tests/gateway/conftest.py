@@ -15,18 +15,16 @@ import socket
 import subprocess
 import sys
 import sysconfig
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
-from gateway.app import create_app
-from gateway.settings import GatewaySettings, load_settings
+from gateway.settings import load_settings
 from serving import cleanup
+from tests.gateway.running import RunningGateway
 
 ECHO_MODEL = """
 import json
@@ -175,53 +173,6 @@ def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     server.start()
     yield server
     server.stop()
-
-
-class RunningGateway:
-    """The gateway app served by uvicorn in a background thread (REST and gRPC on free ports)."""
-
-    def __init__(self, settings: GatewaySettings) -> None:
-        self.settings = settings
-        self.http_port = settings.http_port
-        self.app = create_app(settings)
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=self.http_port,
-            loop="asyncio",
-            log_level="warning",
-            lifespan="on",
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    @property
-    def http_url(self) -> str:
-        return f"127.0.0.1:{self.http_port}"
-
-    @property
-    def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.app.state.gateway.grpc_port}"
-
-    @property
-    def gateway(self):  # type: ignore[no-untyped-def]
-        return self.app.state.gateway
-
-    def start(self) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the gateway did not start")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
 
 
 ADMIN_TOKEN = "test-admin-token"
