@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Annotated
 
@@ -22,8 +23,9 @@ def _gateway(request: Request) -> Gateway:
     return request.app.state.gateway
 
 
-def _actor(request: Request, gateway: Annotated[Gateway, Depends(_gateway)]) -> str:
+async def _actor(request: Request, gateway: Annotated[Gateway, Depends(_gateway)]) -> str:
     check_admin(presented_credential(request.headers), gateway.admin_token)
+    await gateway.store.refresh()  # another gateway process may have changed the routes: start from them
     who = request.headers.get("x-tritium-actor", "admin")[:64]
     client = request.client.host if request.client else "?"
     return f"{who}@{client}"
@@ -100,7 +102,7 @@ async def show_route(model: str, gateway: GatewayDep, _: Actor) -> dict:
         state = route.canary
         since = max(state.step_started_at, time.time() - state.policy.window_s)
         data["window"] = {
-            alias: vars_of(gateway.windows.summary(model, alias, since=since))
+            alias: vars_of(await gateway.window_summary(model, alias, since))
             for alias in (state.stable, state.canary)
         }
     return data
@@ -125,7 +127,7 @@ async def put_route(model: str, body: dict, gateway: GatewayDep, who: Actor) -> 
 async def delete_route(model: str, gateway: GatewayDep, who: Actor) -> dict:
     _route(gateway, model)
     await gateway.store.change(model, "delete", who, lambda table: table.with_route(model, None))
-    gateway.windows.forget(model)
+    await gateway.forget_windows(model)
     return {"model": model, "deleted": True}
 
 
@@ -194,7 +196,8 @@ async def unload_model(model: str, gateway: GatewayDep, who: Actor) -> dict:
 
 @router.get("/audit")
 async def audit(gateway: GatewayDep, _: Actor) -> dict:
-    return {"records": [vars(r) for r in gateway.store.history]}
+    records = await asyncio.to_thread(gateway.store.recent_audit)
+    return {"records": [vars(r) for r in records]}
 
 
 @router.get("/openapi.json", include_in_schema=False)

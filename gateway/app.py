@@ -6,19 +6,24 @@ import asyncio
 import contextlib
 import logging
 import socket
+import sqlite3
+import time
+from collections.abc import Coroutine
+from typing import Any
 
 import grpc
 from fastapi import FastAPI
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from gateway import admin, grpc_service, rest
+from gateway import admin, grpc_service, metrics, rest
 from gateway.controller import CanaryController
 from gateway.core import Gateway
 from gateway.error_mapping import install_handlers
-from gateway.settings import GatewaySettings
+from gateway.leadership import FileLeadership
+from gateway.settings import GatewaySettings, worker_settings
+from gateway.shared_outcomes import SharedOutcomes, process_name
 from gateway.store import RouteStore
 from gateway.upstream import Upstream
 from tritium.errors import TritiumError, UnavailableError
@@ -27,22 +32,26 @@ log = logging.getLogger("tritium.gateway")
 
 
 async def _metrics(_: Request) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    body, media_type = metrics.exposition()
+    return Response(body, media_type=media_type)
 
 
 async def start_grpc(gateway: Gateway, settings: GatewaySettings) -> grpc.aio.Server:
+    shared_port = settings.workers > 1
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", settings.max_payload_bytes),
             ("grpc.max_send_message_length", -1),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if shared_port else 0),
         ]
     )
     grpc_service.add_to_server(server, gateway)
     address = f"{settings.host}:{settings.grpc_port}"
-    why = _unbindable(settings.host, settings.grpc_port) if settings.grpc_port else None
+    # Checked first (grpc's own bind failure also prints a C-core log line); with workers sharing the
+    # port, `tritium gateway` checked it before starting them.
+    why = unbindable(settings.host, settings.grpc_port) if settings.grpc_port and not shared_port else None
     port = 0
-    if why is None:  # checked first: grpc's own bind failure also prints a C-core log line
+    if why is None:
         try:
             port = server.add_insecure_port(address)
         except RuntimeError as exc:  # "Failed to bind to address ...": taken since the check
@@ -59,7 +68,7 @@ async def start_grpc(gateway: Gateway, settings: GatewaySettings) -> grpc.aio.Se
     return server
 
 
-def _unbindable(host: str, port: int) -> str | None:
+def unbindable(host: str, port: int) -> str | None:
     """Why no address of host:port can be bound, as grpc binds it (any resolved address will do)."""
     try:
         addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -86,14 +95,53 @@ async def open_gateway(settings: GatewaySettings, resources: contextlib.AsyncExi
     store = RouteStore(settings.route_file, settings.resolved_audit_file)
     gateway = Gateway(settings, store, upstream)
     resources.push_async_callback(gateway.shadows.drain, timeout_s=2.0)
-    controller = asyncio.get_running_loop().create_task(
-        CanaryController(store, gateway.windows, settings.canary_interval_s).run()
-    )
-    resources.push_async_callback(_cancel, controller)
+    leadership = None
+    if settings.workers > 1:
+        leadership = await _share_with_other_workers(gateway, settings, resources)
+    _in_background(resources, store.watch(settings.route_refresh_s))
+    controller = CanaryController(store, gateway.window_summary, settings.canary_interval_s, leadership)
+    _in_background(resources, controller.run())
     if settings.grpc_port is not None:
         grpc_server = await start_grpc(gateway, settings)
         resources.push_async_callback(grpc_server.stop, grace=1.0)
     return gateway
+
+
+async def _share_with_other_workers(
+    gateway: Gateway, settings: GatewaySettings, resources: contextlib.AsyncExitStack
+) -> FileLeadership:
+    """One worker of several: publish canary windows to the others, and elect a canary controller."""
+    if settings.state_dir is None:
+        raise UnavailableError("several workers need a state directory", hint="set state_dir")
+    shared = SharedOutcomes(settings.state_dir / "outcomes.sqlite", process_name())
+    gateway.shared_windows = shared
+    resources.push_async_callback(_publish_windows, gateway, shared)  # the last second too, on exit
+    _in_background(resources, _publish_windows_every(gateway, shared, interval_s=1.0))
+    leadership = FileLeadership(settings.state_dir / "canary.lock", "canary controller")
+    resources.callback(leadership.release)
+    metrics.forget_dead_processes()
+    resources.callback(metrics.forget_this_process)
+    return leadership
+
+
+async def _publish_windows(gateway: Gateway, shared: SharedOutcomes) -> None:
+    now = time.time()
+    rows = shared.snapshot(gateway.windows, now)
+    try:
+        await asyncio.to_thread(shared.publish, rows, now)
+    except sqlite3.Error as exc:
+        log.error("could not publish canary windows to %s: %s", shared.path, exc)
+
+
+async def _publish_windows_every(gateway: Gateway, shared: SharedOutcomes, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        await _publish_windows(gateway, shared)
+
+
+def _in_background(resources: contextlib.AsyncExitStack, work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.get_running_loop().create_task(work)
+    resources.push_async_callback(_cancel, task)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
@@ -139,6 +187,13 @@ class GatewayApp(FastAPI):
             await send({"type": "lifespan.startup.complete"})
             await receive()  # lifespan.shutdown
         await send({"type": "lifespan.shutdown.complete"})
+
+
+def worker_app() -> GatewayApp:
+    """The app of one process of `tritium gateway --workers N` (uvicorn imports and calls this)."""
+    settings, log_level = worker_settings()
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return create_app(settings)
 
 
 def create_app(settings: GatewaySettings) -> GatewayApp:

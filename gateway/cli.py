@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -41,6 +42,12 @@ def run_gateway(
     triton_http: Annotated[str | None, typer.Option("--triton-http", help="Triton HTTP host:port.")] = None,
     triton_grpc: Annotated[str | None, typer.Option("--triton-grpc", help="Triton gRPC host:port.")] = None,
     routes: Annotated[Path | None, typer.Option("--routes", help="Route file (YAML).")] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Processes sharing the ports (one core each).")
+    ] = None,
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="Where workers share canary windows and metrics.")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
 ) -> None:
     """Run the gateway: KServe v2 REST and gRPC in front of Triton, with routing, canaries and shadows."""
@@ -58,6 +65,8 @@ def run_gateway(
         triton_http_url=triton_http,
         triton_grpc_url=triton_grpc,
         route_file=routes,
+        workers=workers,
+        state_dir=state_dir,
     )
     if no_grpc:
         settings = settings.model_copy(update={"grpc_port": None})
@@ -68,7 +77,11 @@ def run_gateway(
         f"gateway on REST {settings.host}:{settings.http_port}{grpc_text} -> Triton {settings.triton_http_url} / "
         f"{settings.triton_grpc_url}; {len(table.routes)} route(s) from {settings.route_file}"
         + ("" if settings.admin_token else "; admin API disabled (no admin token)")
+        + (f"; {settings.workers} workers" if settings.workers > 1 else "")
     )
+    if settings.workers > 1:
+        _run_workers(settings, log_level)
+        return
     app = create_app(settings)
     try:
         uvicorn.run(
@@ -83,6 +96,58 @@ def run_gateway(
         if app.startup_error is not None:  # uvicorn has logged it in one line; exit with its code
             raise SystemExit(app.startup_error.exit_code) from None
         raise
+
+
+def _run_workers(settings, log_level: str) -> None:  # type: ignore[no-untyped-def]
+    """Several gateway processes on the same ports (SO_REUSEPORT for gRPC, one shared socket for REST).
+
+    They share the route file (changes under a file lock, picked up by the others within
+    `route_refresh_s`), canary windows and metrics (in the state directory); one of them at a time
+    runs the canary controller.
+    """
+    import shutil
+    import tempfile
+
+    import uvicorn
+
+    from gateway.app import unbindable
+    from gateway.metrics import MULTIPROCESS_DIR_VARIABLE
+    from gateway.settings import pass_to_workers
+    from tritium.errors import UnavailableError
+
+    if settings.http_port == 0 or settings.grpc_port == 0:
+        raise UserInputError(
+            "--workers needs fixed ports: every worker must serve the same ones",
+            hint="pass --port and --grpc-port (or --no-grpc) other than 0",
+        )
+    for name, port in (("REST", settings.http_port), ("gRPC", settings.grpc_port)):
+        why = unbindable(settings.host, port) if port is not None else None
+        if why is not None:
+            raise UnavailableError(
+                f"cannot serve {name} on {settings.host}:{port}: {why}",
+                hint="choose another port, or stop what listens there",
+            )
+    made_state_dir = settings.state_dir is None
+    state_dir = Path(tempfile.mkdtemp(prefix="tritium-gateway-")) if made_state_dir else settings.state_dir
+    metrics_dir = state_dir / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)  # values of an earlier run would add up with these
+    metrics_dir.mkdir(parents=True)
+    os.environ[MULTIPROCESS_DIR_VARIABLE] = str(metrics_dir)
+    pass_to_workers(settings.model_copy(update={"state_dir": state_dir}), log_level)
+    try:
+        uvicorn.run(
+            "gateway.app:worker_app",
+            factory=True,
+            workers=settings.workers,
+            host=settings.host,
+            port=settings.http_port,
+            log_level=log_level.lower(),
+            access_log=False,
+            lifespan="on",
+        )
+    finally:
+        if made_state_dir:
+            shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def _client(url: str, token: str | None):  # type: ignore[no-untyped-def]

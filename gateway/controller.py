@@ -5,21 +5,37 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from gateway import canary, metrics
+from gateway.leadership import FileLeadership
 from gateway.routes import CanaryState, Route, RouteTable
-from gateway.stats import OutcomeWindows
+from gateway.stats import WindowSummary
 from gateway.store import RouteConflictError, RouteStore
 
 log = logging.getLogger("tritium.gateway.canary")
 ACTOR = "canary-controller"
 
 
+SummaryOf = Callable[[str, str, float], Awaitable[WindowSummary]]
+"""(public model, variant, since) -> that variant's window."""
+
+
 class CanaryController:
-    def __init__(self, store: RouteStore, windows: OutcomeWindows, interval_s: float) -> None:
+    """Judges every progressing canary each interval. With several gateway processes, only the one
+    holding `leadership` acts (on the windows of all of them); the others stand by."""
+
+    def __init__(
+        self,
+        store: RouteStore,
+        summary_of: SummaryOf,
+        interval_s: float,
+        leadership: FileLeadership | None = None,
+    ) -> None:
         self.store = store
-        self.windows = windows
+        self.summary_of = summary_of
         self.interval_s = interval_s
+        self.leadership = leadership
 
     async def run(self) -> None:
         while True:
@@ -30,6 +46,8 @@ class CanaryController:
                 log.exception("canary evaluation failed; will retry")
 
     async def tick(self, now: float) -> None:
+        if self.leadership is not None and not self.leadership.is_leader():
+            return
         for name, route in self.store.table.routes.items():
             state = route.canary
             if state is None or state.state is not CanaryState.PROGRESSING:
@@ -37,8 +55,8 @@ class CanaryController:
             since = max(state.step_started_at, now - state.policy.window_s)
             transition = canary.evaluate(
                 route,
-                self.windows.summary(name, state.canary, since=since),
-                self.windows.summary(name, state.stable, since=since),
+                await self.summary_of(name, state.canary, since),
+                await self.summary_of(name, state.stable, since),
                 now,
             )
             if transition is None:

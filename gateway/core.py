@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Mapping
@@ -13,7 +14,8 @@ from gateway.router import Decision
 from gateway.routes import Route
 from gateway.settings import GatewaySettings
 from gateway.shadow import ShadowDispatcher
-from gateway.stats import OutcomeWindows
+from gateway.shared_outcomes import SharedOutcomes
+from gateway.stats import OutcomeWindows, WindowSummary
 from gateway.store import RouteStore
 from gateway.upstream import Upstream
 from tritium.errors import RepositoryError
@@ -25,12 +27,24 @@ class Gateway:
         self.store = store
         self.upstream = upstream
         self.windows = OutcomeWindows()
+        self.shared_windows: SharedOutcomes | None = None  # set when several processes serve
         self.shadows = ShadowDispatcher(settings.shadow_max_in_flight)
         self.api_keys = settings.api_key_values()
         self.admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
         self.grpc_port: int | None = None
         self._random = random.random
         self._metric_children: dict[tuple[str, str, str, str, int], tuple] = {}
+
+    async def window_summary(self, model: str, variant: str, since: float) -> WindowSummary:
+        """A variant's canary window, over every gateway process when there are several."""
+        if self.shared_windows is None:
+            return self.windows.summary(model, variant, since=since)
+        return await asyncio.to_thread(self.shared_windows.summary, model, variant, since=since)
+
+    async def forget_windows(self, model: str) -> None:
+        self.windows.forget(model)
+        if self.shared_windows is not None:
+            await asyncio.to_thread(self.shared_windows.forget, model)
 
     def authorize(self, headers: Mapping[str, str]) -> None:
         if self.api_keys:

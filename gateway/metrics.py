@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import os
+import re
+from pathlib import Path
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 from gateway.routes import CanaryState, RouteTable
 
@@ -26,7 +38,10 @@ UPSTREAM_DURATION = Histogram(
     buckets=BUCKETS,
 )
 IN_FLIGHT = Gauge(
-    "tritium_gateway_in_flight_requests", "Inference requests in the gateway now.", ["protocol"]
+    "tritium_gateway_in_flight_requests",
+    "Inference requests in the gateway now.",
+    ["protocol"],
+    multiprocess_mode="livesum",
 )
 SHADOW_REQUESTS = Counter(
     "tritium_gateway_shadow_requests_total",
@@ -39,12 +54,76 @@ SHADOW_DURATION = Histogram(
     ["model", "target"],
     buckets=BUCKETS,
 )
-CANARY_WEIGHT = Gauge("tritium_gateway_canary_weight", "Current canary percent (0..100).", ["model"])
-CANARY_STATE = Gauge("tritium_gateway_canary_state", "1 for the canary's current state.", ["model", "state"])
+CANARY_WEIGHT = Gauge(
+    "tritium_gateway_canary_weight",
+    "Current canary percent (0..100).",
+    ["model"],
+    multiprocess_mode="livemostrecent",
+)
+CANARY_STATE = Gauge(
+    "tritium_gateway_canary_state",
+    "1 for the canary's current state.",
+    ["model", "state"],
+    multiprocess_mode="livemostrecent",
+)
 CANARY_ROLLBACKS = Counter(
     "tritium_gateway_canary_rollbacks_total", "Canary rollbacks by reason.", ["model", "reason"]
 )
 ROUTE_CHANGES = Counter("tritium_gateway_route_changes_total", "Applied route changes.", ["model", "action"])
+ROUTE_RELOADS = Counter(
+    "tritium_gateway_route_reloads_total",
+    "Route file changes picked up from disk (loaded), or refused as invalid (rejected).",
+    ["outcome"],
+)
+
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> Path | None:
+    """Where the worker processes of a multi-process gateway keep their metric values, if this is one."""
+    value = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
+    return Path(value) if value else None
+
+
+def exposition() -> tuple[bytes, str]:
+    """The /metrics body: this process's metrics, or the sum over all worker processes."""
+    if multiprocess_dir() is None:
+        return generate_latest(), CONTENT_TYPE_LATEST
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+_(\d+)\.db")
+
+
+def forget_dead_processes() -> None:
+    """Drop the live gauges of worker processes that are gone (crashed or restarted)."""
+    directory = multiprocess_dir()
+    if directory is None:
+        return
+    pids = {
+        int(m.group(1)) for f in directory.glob("gauge_live*.db") if (m := _LIVE_GAUGE_FILE.fullmatch(f.name))
+    }
+    for pid in pids:
+        if pid != os.getpid() and not _alive(pid):
+            multiprocess.mark_process_dead(pid, str(directory))
+
+
+def forget_this_process() -> None:
+    directory = multiprocess_dir()
+    if directory is not None:
+        multiprocess.mark_process_dead(os.getpid(), str(directory))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 _published: set[str] = set()
@@ -53,13 +132,18 @@ _published: set[str] = set()
 def publish_canaries(table: RouteTable) -> None:
     """Set the canary gauges from the route table (called after every change).
 
-    Models no longer in the table lose their label sets, so a deleted route stops showing (and
-    alerting on) its last canary state.
+    Models no longer in the table lose their label sets (multi-process: show idle), so a deleted
+    route stops showing (and alerting on) its last canary state.
     """
     for gone in _published - table.routes.keys():
-        CANARY_WEIGHT.remove(gone)
-        for state in CanaryState:
-            CANARY_STATE.remove(gone, state.value)
+        if multiprocess_dir() is None:
+            CANARY_WEIGHT.remove(gone)
+            for state in CanaryState:
+                CANARY_STATE.remove(gone, state.value)
+        else:  # label sets cannot be removed from the shared files: show the route as idle
+            CANARY_WEIGHT.labels(model=gone).set(0)
+            for state in CanaryState:
+                CANARY_STATE.labels(model=gone, state=state.value).set(1 if state is CanaryState.IDLE else 0)
     _published.clear()
     _published.update(table.routes)
     for name, route in table.routes.items():

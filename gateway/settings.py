@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,14 @@ class GatewaySettings(BaseSettings):
     )
     shadow_max_in_flight: int = Field(default=64, ge=1)
     canary_interval_s: float = Field(default=5.0, gt=0)
+    route_refresh_s: float = Field(
+        default=1.0, gt=0, description="how often the route file is checked for changes made elsewhere"
+    )
+    workers: int = Field(default=1, ge=1, le=256, description="gateway processes sharing the ports")
+    state_dir: Path | None = Field(
+        default=None,
+        description="where several workers share canary windows and metrics; default a temporary directory",
+    )
     canary: CanaryPolicy = CanaryPolicy()
 
     @field_validator("triton_http_url", "triton_grpc_url")
@@ -103,3 +113,19 @@ def load_settings(settings_file: Path | None = None, **overrides: Any) -> Gatewa
             else f" ({ENV_PREFIX}* variables)"
         )
         raise UserInputError(f"invalid gateway settings{source}: {details}") from None
+
+
+WORKER_SETTINGS_VARIABLE = "TRITIUM_WORKER_SETTINGS"
+
+
+def pass_to_workers(settings: GatewaySettings, log_level: str) -> None:
+    """Put the resolved settings where the worker processes (started after this) read them."""
+    data = settings.model_dump(mode="json")
+    data["admin_token"] = settings.admin_token.get_secret_value() if settings.admin_token else None
+    data["api_keys"] = [key.get_secret_value() for key in settings.api_keys]
+    os.environ[WORKER_SETTINGS_VARIABLE] = json.dumps({"settings": data, "log_level": log_level})
+
+
+def worker_settings() -> tuple[GatewaySettings, str]:
+    passed = json.loads(os.environ[WORKER_SETTINGS_VARIABLE])
+    return GatewaySettings(**passed["settings"]), passed["log_level"]

@@ -1,10 +1,21 @@
-"""Sliding windows of request outcomes per (public model, variant), for canary judgement."""
+"""Windows of request outcomes per (public model, variant), for canary judgement.
+
+Outcomes are kept per second: a request count, an error count and a histogram of the successful
+requests' latencies in log-spaced bins 1 % wide, so a window's p99 is within 1 % of the exact one
+whatever the traffic, memory stays bounded by the retention, and windows from several gateway
+processes merge by adding counts (gateway/shared_outcomes.py).
+"""
 
 from __future__ import annotations
 
 import math
-from collections import deque
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+LATENCY_RESOLUTION = 0.01
+_LOG_STEP = math.log1p(LATENCY_RESOLUTION)
+_SMALLEST_LATENCY_S = 1e-6
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,32 +29,102 @@ class WindowSummary:
         return self.errors / self.requests if self.requests else 0.0
 
 
+@dataclass(slots=True)
+class SecondCounts:
+    """What one (model, variant) saw in one second."""
+
+    requests: int = 0
+    errors: int = 0
+    latency_bins: Counter[int] = field(default_factory=Counter)
+
+    def add(self, other: SecondCounts) -> None:
+        self.requests += other.requests
+        self.errors += other.errors
+        self.latency_bins.update(other.latency_bins)
+
+    def copy(self) -> SecondCounts:
+        return SecondCounts(self.requests, self.errors, Counter(self.latency_bins))
+
+
+def latency_bin(latency_s: float) -> int:
+    return math.floor(math.log(max(latency_s, _SMALLEST_LATENCY_S)) / _LOG_STEP)
+
+
+def bin_upper_bound(index: int) -> float:
+    return math.exp((index + 1) * _LOG_STEP)
+
+
 def p99(latencies: list[float]) -> float | None:
-    """Nearest-rank 99th percentile."""
+    """Nearest-rank 99th percentile of exact values."""
     if not latencies:
         return None
     ordered = sorted(latencies)
     return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
 
 
-class OutcomeWindows:
-    """Bounded in-memory record of (time, ok, latency) per (model, variant)."""
+def binned_p99(bins: Counter[int]) -> float | None:
+    """Nearest-rank 99th percentile of binned latencies: the upper bound of the bin holding that rank."""
+    total = sum(bins.values())
+    if not total:
+        return None
+    rank = max(1, math.ceil(0.99 * total))
+    seen = 0
+    for index in sorted(bins):
+        seen += bins[index]
+        if seen >= rank:
+            return bin_upper_bound(index)
+    raise AssertionError("unreachable: the ranks add up to the total")
 
-    def __init__(self, max_per_variant: int = 50_000) -> None:
-        self._max = max_per_variant
-        self._windows: dict[tuple[str, str], deque[tuple[float, bool, float]]] = {}
+
+def summarize(seconds: Iterable[SecondCounts]) -> WindowSummary:
+    merged = SecondCounts()
+    for counts in seconds:
+        merged.add(counts)
+    return WindowSummary(merged.requests, merged.errors, binned_p99(merged.latency_bins))
+
+
+class OutcomeWindows:
+    """Per-second outcome counts per (model, variant), the last `retention_s` seconds of them."""
+
+    def __init__(self, retention_s: int = 3600) -> None:
+        self.retention_s = retention_s
+        self._windows: dict[tuple[str, str], dict[int, SecondCounts]] = {}
 
     def record(self, model: str, variant: str, *, at: float, ok: bool, latency_s: float) -> None:
         window = self._windows.get((model, variant))
         if window is None:
-            window = self._windows[(model, variant)] = deque(maxlen=self._max)
-        window.append((at, ok, latency_s))
+            window = self._windows[(model, variant)] = {}
+        second = int(at)
+        counts = window.get(second)
+        if counts is None:
+            counts = window[second] = SecondCounts()
+            self._drop_older_than(window, second - self.retention_s)
+        counts.requests += 1
+        if ok:
+            counts.latency_bins[latency_bin(latency_s)] += 1
+        else:
+            counts.errors += 1
+
+    @staticmethod
+    def _drop_older_than(window: dict[int, SecondCounts], oldest_kept: int) -> None:
+        for second in [s for s in window if s < oldest_kept]:
+            del window[second]
 
     def summary(self, model: str, variant: str, *, since: float) -> WindowSummary:
-        window = self._windows.get((model, variant), ())
-        recent = [(ok, latency) for at, ok, latency in window if at >= since]
-        errors = sum(1 for ok, _ in recent if not ok)
-        return WindowSummary(len(recent), errors, p99([latency for ok, latency in recent if ok]))
+        """Outcomes from the second holding `since` on."""
+        window = self._windows.get((model, variant), {})
+        first = int(since)
+        return summarize(counts for second, counts in window.items() if second >= first)
+
+    def seconds_since(self, since: float) -> list[tuple[str, str, int, SecondCounts]]:
+        """Copies of the per-second counts from `since` on, to publish to other processes."""
+        first = int(since)
+        return [
+            (model, variant, second, counts.copy())
+            for (model, variant), window in self._windows.items()
+            for second, counts in window.items()
+            if second >= first
+        ]
 
     def forget(self, model: str) -> None:
         for key in [k for k in self._windows if k[0] == model]:

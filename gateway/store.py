@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
+import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
 
 from gateway import metrics
 from gateway.routes import Route, RouteTable, load_table, save_table
-from tritium.errors import RepositoryError
+from tritium.errors import RepositoryError, UserInputError
 
+log = logging.getLogger("tritium.gateway.routes")
 audit_log = logging.getLogger("tritium.gateway.audit")
 
 
@@ -41,19 +45,29 @@ class RouteConflictError(RepositoryError):
     """The route changed (e.g. the canary controller rolled it back) after a change was built from it."""
 
 
+Stamp = tuple[int, int, int] | None
+"""What identifies one version of the route file on disk (mtime, inode, size); None when it is absent."""
+
+
 class RouteStore:
     """Holds the current table; readers take `table` (an immutable snapshot) without locking.
 
-    Changes are serialised by a lock. The file I/O (route file with fsync, audit line) runs in a
-    worker thread so that inference on the event loop never waits for the disk; the in-memory
-    table switches only after the route file is written, so a failed write changes nothing and a
-    restart reads back exactly what was served.
+    The route file is the source of truth, shared by every gateway process that names it: a change
+    is made under an exclusive lock on a file beside it, against what the file holds then (so a
+    compare-and-set also sees other processes' changes), and the table switches only after the
+    file is written, so a failed write changes nothing and a restart reads back what was served.
+    `refresh` picks up changes made by other processes or by an operator editing the file; an
+    invalid edit is reported and the last good table keeps serving. File I/O runs in worker
+    threads so that inference on the event loop never waits for the disk.
     """
 
     def __init__(self, route_file: Path, audit_file: Path | None = None, history: int = 1000) -> None:
         self.route_file = route_file
         self.audit_file = audit_file
+        self.lock_file = route_file.with_name(f".{route_file.name}.lock")
+        self._stamp = file_stamp(route_file)
         self._table = load_table(route_file)
+        self._rejected_stamp: Stamp = None
         self._lock = asyncio.Lock()
         self.history: deque[AuditRecord] = deque(maxlen=history)
         metrics.publish_canaries(self._table)
@@ -61,6 +75,39 @@ class RouteStore:
     @property
     def table(self) -> RouteTable:
         return self._table
+
+    async def refresh(self) -> bool:
+        """Load the route file if it changed on disk since this process last read or wrote it."""
+        if await asyncio.to_thread(file_stamp, self.route_file) == self._stamp:
+            return False
+        async with self._lock:
+            stamp = await asyncio.to_thread(file_stamp, self.route_file)
+            if stamp == self._stamp or stamp == self._rejected_stamp:
+                return False
+            try:
+                table = await asyncio.to_thread(load_table, self.route_file)
+            except (UserInputError, OSError) as exc:
+                self._rejected_stamp = stamp
+                metrics.ROUTE_RELOADS.labels(outcome="rejected").inc()
+                message = exc.one_line() if isinstance(exc, UserInputError) else str(exc)
+                log.error(
+                    "route file changed on disk but cannot be used, still serving the previous routes: %s",
+                    message,
+                )
+                return False
+            self._table, self._stamp = table, stamp
+            metrics.ROUTE_RELOADS.labels(outcome="loaded").inc()
+            metrics.publish_canaries(table)
+            log.info("route file %s changed on disk: %d route(s) loaded", self.route_file, len(table.routes))
+            return True
+
+    async def watch(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.refresh()
+            except Exception:
+                log.exception("could not check the route file; will retry")
 
     async def change(
         self,
@@ -78,16 +125,10 @@ class RouteStore:
         if the route is no longer that one, nothing changes and `RouteConflictError` (409) is raised.
         """
         async with self._lock:
-            if based_on is not ANY_ROUTE and self._table.routes.get(model) != based_on:
-                raise RouteConflictError(
-                    f"the route of {model!r} changed while this change was being made",
-                    hint=f"see the new route with `tritium routes show {model}` and retry",
-                )
-            new_table = mutate(self._table)
             record = AuditRecord(_utc_now(), who, action, model, detail)
-            commit = asyncio.ensure_future(self._commit(new_table, record))
+            commit = asyncio.ensure_future(self._commit(model, mutate, based_on, record))
             try:
-                await asyncio.shield(commit)
+                new_table = await asyncio.shield(commit)
             except asyncio.CancelledError:
                 # A started write cannot be stopped: finish it under the lock, so the table matches the file.
                 await asyncio.wait({commit})
@@ -98,31 +139,98 @@ class RouteStore:
             metrics.publish_canaries(new_table)
             return new_table
 
-    async def _commit(self, new_table: RouteTable, record: AuditRecord) -> None:
+    async def _commit(
+        self, model: str, mutate: Callable[[RouteTable], RouteTable], based_on: BasedOn, record: AuditRecord
+    ) -> RouteTable:
+        new_table, stamp = await asyncio.to_thread(self._transact, model, mutate, based_on, record)
+        self._table, self._stamp = new_table, stamp
+        self._remember(record)
+        return new_table
+
+    def _transact(
+        self, model: str, mutate: Callable[[RouteTable], RouteTable], based_on: BasedOn, record: AuditRecord
+    ) -> tuple[RouteTable, Stamp]:
+        """Read, check, change and write the route file under the cross-process lock (in a thread)."""
         try:
-            await asyncio.to_thread(save_table, new_table, self.route_file)
+            with _exclusive(self.lock_file):
+                current = self._table
+                if file_stamp(self.route_file) != self._stamp:  # changed by another process
+                    current = load_table(self.route_file)
+                if based_on is not ANY_ROUTE and current.routes.get(model) != based_on:
+                    raise RouteConflictError(
+                        f"the route of {model!r} changed while this change was being made",
+                        hint=f"see the new route with `tritium routes show {model}` and retry",
+                    )
+                new_table = mutate(current)
+                save_table(new_table, self.route_file)
+                self._append_audit(record)
+                return new_table, file_stamp(self.route_file)
         except OSError as exc:
             raise RepositoryError(
                 f"could not write route file {self.route_file}: {exc.strerror or exc}",
                 hint="check the path and its permissions; the routes were not changed",
             ) from None
-        self._table = new_table
-        await self._audit(record)
 
     async def audit_only(self, model: str, action: str, who: str, detail: str = "") -> None:
         """Record an admin action that does not change the routes (model load/unload)."""
+        record = AuditRecord(_utc_now(), who, action, model, detail)
         async with self._lock:
-            await self._audit(AuditRecord(_utc_now(), who, action, model, detail))
+            await asyncio.to_thread(self._append_audit, record)
+            self._remember(record)
 
-    async def _audit(self, record: AuditRecord) -> None:
+    def _remember(self, record: AuditRecord) -> None:
         self.history.append(record)
-        line = json.dumps(asdict(record))
-        audit_log.info("route change %s", line)
-        if self.audit_file is not None:
+        audit_log.info("route change %s", json.dumps(asdict(record)))
+
+    def _append_audit(self, record: AuditRecord) -> None:
+        if self.audit_file is None:
+            return
+        try:
+            _append_line(self.audit_file, json.dumps(asdict(record)))
+        except OSError as exc:
+            audit_log.error("could not append to audit file %s: %s", self.audit_file, exc)
+
+    def recent_audit(self, limit: int = 1000) -> list[AuditRecord]:
+        """The last records of every process (from the audit file), or of this one without a file."""
+        if self.audit_file is None or not self.audit_file.exists():
+            return list(self.history)[-limit:]
+        records = []
+        for line in _tail_lines(self.audit_file, limit):
             try:
-                await asyncio.to_thread(_append_line, self.audit_file, line)
-            except OSError as exc:
-                audit_log.error("could not append to audit file %s: %s", self.audit_file, exc)
+                records.append(AuditRecord(**json.loads(line)))
+            except (ValueError, TypeError):
+                continue  # a line cut by a crash mid-write, or not ours
+        return records
+
+
+def file_stamp(path: Path) -> Stamp:
+    try:
+        st = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return st.st_mtime_ns, st.st_ino, st.st_size
+
+
+@contextmanager
+def _exclusive(lock_file: Path) -> Iterator[None]:
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _tail_lines(path: Path, limit: int, chunk: int = 1 << 20) -> list[str]:
+    with path.open("rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - chunk))
+        lines = f.read().decode(errors="replace").splitlines()
+    if size > chunk:
+        lines = lines[1:]  # the first one is probably cut
+    return lines[-limit:]
 
 
 def _append_line(path: Path, line: str) -> None:

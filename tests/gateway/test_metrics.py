@@ -21,6 +21,7 @@ CONTRACT = {
     "tritium_gateway_canary_state": ("gauge", {"model", "state"}),
     "tritium_gateway_canary_rollbacks": ("counter", {"model", "reason"}),
     "tritium_gateway_route_changes": ("counter", {"model", "action"}),
+    "tritium_gateway_route_reloads": ("counter", {"outcome"}),
 }
 ROUTES = {
     "routes": {"echo": {"targets": [{"alias": "stable", "model": "echo", "version": "1", "weight": 100}]}}

@@ -1,0 +1,90 @@
+"""Outcome windows shared by the gateway processes of one host, in one SQLite file.
+
+Each process records its own outcomes in memory (gateway/stats.py) and publishes the seconds it
+touched about once a second, one row per (process, model, variant, second), replaced while the
+second is still filling. The canary controller (one process) reads every process's rows, so it
+judges a canary on all of the traffic, not on the share one process happened to serve.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+
+from gateway.stats import OutcomeWindows, SecondCounts, WindowSummary, summarize
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outcomes (
+    process TEXT NOT NULL,
+    model TEXT NOT NULL,
+    variant TEXT NOT NULL,
+    second INTEGER NOT NULL,
+    requests INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    latency_bins TEXT NOT NULL,
+    PRIMARY KEY (model, variant, second, process)
+)
+"""
+
+
+class SharedOutcomes:
+    def __init__(self, path: Path, process: str, retention_s: int = 3600) -> None:
+        self.path = path
+        self.process = process
+        self.retention_s = retention_s
+        self._published_upto = 0.0
+        with self._connection() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(_SCHEMA)
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        # A connection per call: calls come from worker threads, and a write lock is held only briefly.
+        with closing(sqlite3.connect(self.path, timeout=10.0)) as db, db:
+            yield db
+
+    def snapshot(self, windows: OutcomeWindows, now: float) -> list[tuple[str, str, int, SecondCounts]]:
+        """What to publish: the seconds touched since the last publication (call on the event loop)."""
+        rows = windows.seconds_since(self._published_upto - 1)
+        self._published_upto = now
+        return rows
+
+    def publish(self, rows: list[tuple[str, str, int, SecondCounts]], now: float) -> None:
+        """Write a snapshot and drop rows past the retention (blocking: run in a thread)."""
+        with self._connection() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO outcomes VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (self.process, model, variant, second, c.requests, c.errors, json.dumps(c.latency_bins))
+                    for model, variant, second, c in rows
+                ],
+            )
+            db.execute("DELETE FROM outcomes WHERE second < ?", (int(now) - self.retention_s,))
+
+    def summary(self, model: str, variant: str, *, since: float) -> WindowSummary:
+        """All processes' outcomes from the second holding `since` on (blocking: run in a thread)."""
+        with self._connection() as db:
+            rows = db.execute(
+                "SELECT requests, errors, latency_bins FROM outcomes "
+                "WHERE model = ? AND variant = ? AND second >= ?",
+                (model, variant, int(since)),
+            ).fetchall()
+        return summarize(
+            SecondCounts(requests, errors, Counter({int(k): v for k, v in json.loads(bins).items()}))
+            for requests, errors, bins in rows
+        )
+
+    def forget(self, model: str) -> None:
+        with self._connection() as db:
+            db.execute("DELETE FROM outcomes WHERE model = ?", (model,))
+
+
+def process_name() -> str:
+    """Unique per process, also when a PID is reused after a restart."""
+    return f"{os.getpid()}@{time.time():.0f}"
