@@ -14,7 +14,8 @@ count of successful inferences. It prints requests/s, p50/p99, the throughput ra
 p50/p99 and the CPU each process spent per request. Before timing anything it checks that the
 gateway answers what Triton answers (REST and gRPC, non-empty). `--isolate` gives Triton half of the
 cores and the gateway and generators the other half; `--replicas N` runs N gateway processes, each on
-its own ports with its share of the clients (replicas behind a Service).
+its own ports with its share of the clients (replicas behind a Service); `--workers N` runs each
+gateway as N worker processes on the same ports (`tritium gateway --workers N`).
 """
 
 from __future__ import annotations
@@ -106,7 +107,9 @@ def grpc_message(model: str, version: str, tensors) -> bytes:  # type: ignore[no
     return request.SerializeToString()
 
 
-def start_gateway(triton_http: str, triton_grpc: str, model: str, version: str, workdir: Path):  # type: ignore[no-untyped-def]
+def start_gateway(
+    triton_http: str, triton_grpc: str, model: str, version: str, workdir: Path, workers: int = 1
+):  # type: ignore[no-untyped-def]
     routes = workdir / "routes.yaml"
     target = {"alias": "stable", "model": model, "version": version, "weight": 100}
     routes.write_text(yaml.safe_dump({"routes": {model: {"targets": [target]}}}))
@@ -115,7 +118,7 @@ def start_gateway(triton_http: str, triton_grpc: str, model: str, version: str, 
         process = subprocess.Popen(
             [sys.executable, "-m", "tritium.cli", "gateway", "--routes", str(routes), "--port", str(port),
              "--grpc-port", str(grpc_port), "--triton-http", triton_http, "--triton-grpc", triton_grpc,
-             "--log-level", "warning"],
+             "--workers", str(workers), "--log-level", "warning"],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
         )  # fmt: skip
     deadline = time.monotonic() + 60
@@ -227,6 +230,15 @@ def main(
             "behind a Service); their CPU is summed.",
         ),
     ] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Worker processes per gateway (`tritium gateway --workers`), sharing its ports, routes, "
+            "canary windows and metrics.",
+        ),
+    ] = 1,
     isolate: Annotated[
         bool,
         typer.Option(
@@ -267,7 +279,9 @@ def main(
         gateways = []
         for index in range(replicas):
             (workdir / str(index)).mkdir()
-            gateways.append(start_gateway(triton_http, triton_grpc, model, version, workdir / str(index)))
+            gateways.append(
+                start_gateway(triton_http, triton_grpc, model, version, workdir / str(index), workers)
+            )
             stack.callback(
                 lambda process=gateways[-1][0]: (
                     process.send_signal(signal.SIGTERM),
@@ -366,6 +380,7 @@ def main(
     table = Table(
         title=f"gateway overhead: {model} v{version}, {seconds:g} s x {rounds} rounds per cell; "
         + (f"{replicas} gateway processes; " if replicas > 1 else "")
+        + (f"{workers} workers per gateway; " if workers > 1 else "")
         + (
             f"Triton on cores {triton_cores}, gateway + generator on {client_cores}; "
             if isolate
@@ -391,7 +406,7 @@ def main(
     console.print(table)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        summary = {"model": model, "version": version, "seconds": seconds, "rounds": rounds, "replicas": replicas,
+        summary = {"model": model, "version": version, "seconds": seconds, "rounds": rounds, "replicas": replicas, "workers": workers,
                    "load_average": [load_before, load_after], "results": results}  # fmt: skip
         out.write_text(json.dumps(summary, indent=2))
 

@@ -35,7 +35,9 @@ async def test_compare_and_set_sees_what_another_process_wrote(tmp_path):
     seen_here = here.table.routes["m"]
     await there.change("m", "set-weights", "b", lambda t: t.with_route("m", _route(10)), based_on=seen_here)
     with pytest.raises(RouteConflictError):  # here has not refreshed: its view is stale, the file is not
-        await here.change("m", "set-weights", "a", lambda t: t.with_route("m", _route(50)), based_on=seen_here)
+        await here.change(
+            "m", "set-weights", "a", lambda t: t.with_route("m", _route(50)), based_on=seen_here
+        )
     assert here.table.routes["m"] == _route(90)  # a refused change leaves even a stale view alone
     await here.refresh()
     assert here.table.routes["m"] == _route(10)
@@ -81,7 +83,9 @@ def _make_changes(route_file, worker: int, count: int) -> None:
         store = RouteStore(route_file, route_file.with_name("audit.jsonl"))
         for i in range(count):
             name = f"w{worker}-{i}"
-            await store.change(name, "put", f"w{worker}", lambda t, name=name: t.with_route(name, _route(50, name)))
+            await store.change(
+                name, "put", f"w{worker}", lambda t, name=name: t.with_route(name, _route(50, name))
+            )
 
     asyncio.run(main())
 

@@ -43,18 +43,19 @@ def workers_gateway(triton, tmp_path):
     routes = tmp_path / "routes.yaml"
     routes.write_text(yaml.safe_dump(AB_ROUTES))
     port, grpc_port = free_port(), free_port()
+    command = [
+        sys.executable, "-m", "tritium.cli", "gateway",
+        "--workers", "2",
+        "--state-dir", str(tmp_path / "state"),
+        "--routes", str(routes),
+        "--port", str(port),
+        "--grpc-port", str(grpc_port),
+        "--triton-http", triton.http_url,
+        "--triton-grpc", triton.grpc_url,
+        "--log-level", "warning",
+    ]  # fmt: skip
     process = subprocess.Popen(
-        [
-            sys.executable, "-m", "tritium.cli", "gateway",
-            "--workers", "2",
-            "--state-dir", str(tmp_path / "state"),
-            "--routes", str(routes),
-            "--port", str(port),
-            "--grpc-port", str(grpc_port),
-            "--triton-http", triton.http_url,
-            "--triton-grpc", triton.grpc_url,
-            "--log-level", "warning",
-        ],  # fmt: skip
+        command,
         env={
             **os.environ,
             "TRITIUM_GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
