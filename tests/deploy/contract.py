@@ -67,3 +67,22 @@ def metric_names_in(expr: str) -> set[str]:
     without_strings = re.sub(r'"[^"]*"', '""', expr)
     without_labels = re.sub(r"\{[^}]*\}", "{}", without_strings)
     return set(_METRIC.findall(without_labels))
+
+
+_COMPOSE_DEFAULT = re.compile(r"\$\{\w+:-([^}]*)\}")
+
+
+def assert_gateway_settings(variables: dict[str, str]) -> None:
+    """Every TRITIUM_GATEWAY_* variable names a gateway setting and parses as one (compose's
+    `${VAR:-default}` taken at its default)."""
+    import pytest
+
+    from gateway.settings import ENV_PREFIX, GatewaySettings
+
+    ours = {n: _COMPOSE_DEFAULT.sub(r"\1", v) for n, v in variables.items() if n.startswith(ENV_PREFIX)}
+    unknown = [n for n in ours if n.removeprefix(ENV_PREFIX).lower() not in GatewaySettings.model_fields]
+    assert not unknown, f"not gateway settings: {unknown}"
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in ours.items():
+            patch.setenv(name, value)
+        GatewaySettings()

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from tests.deploy.conftest import GRAFANA_DIR, PROMETHEUS_DIR, REPO
+from tests.deploy.contract import assert_gateway_settings
 from tests.serving.compose_schema import load, merge, validate
 
 MINE = ("gateway", "prometheus", "grafana")
@@ -101,6 +102,7 @@ def test_gateway_points_at_triton_and_probes_a_real_endpoint(compose: dict) -> N
     assert env["TRITIUM_GATEWAY_TRITON_HTTP_URL"] == "triton:8000"
     assert env["TRITIUM_GATEWAY_TRITON_GRPC_URL"] == "triton:8001"
     assert env["TRITIUM_GATEWAY_ADMIN_TOKEN"] is None, "a token must come from the shell, never the file"
+    assert_gateway_settings({k: str(v) for k, v in env.items() if v is not None})
     assert _service_ports(compose, "gateway") == {8080, 8081}
     probe = " ".join(gateway["healthcheck"]["test"])
     paths = {getattr(route, "path", None) for route in create_app(GatewaySettings()).routes}

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from tests.deploy.conftest import K8S_DIR
+from tests.deploy.contract import assert_gateway_settings
 
 KUBERNETES_VERSION = "1.33.0"
 OVERLAYS = sorted(p.parent.name for p in (K8S_DIR / "overlays").glob("*/kustomization.yaml"))
@@ -129,6 +130,11 @@ def test_gateway_reads_routes_from_the_configmap_and_token_from_a_secret(objects
     assert "digits" in table.routes
     (init,) = deployment["spec"]["template"]["spec"]["initContainers"]
     assert init["command"][-1] == env["TRITIUM_GATEWAY_ROUTE_FILE"]["value"]
+    assert_gateway_settings({name: e["value"] for name, e in env.items() if "value" in e})
+    cpu_request = float(gateway["resources"]["requests"]["cpu"].removesuffix("m")) / (
+        1000 if gateway["resources"]["requests"]["cpu"].endswith("m") else 1
+    )
+    assert int(env["TRITIUM_GATEWAY_WORKERS"]["value"]) <= max(1, round(cpu_request)), "a worker per core"
 
 
 def test_services_and_budgets_select_their_pods(objects: dict) -> None:
