@@ -106,6 +106,7 @@ def _run_workers(settings, log_level: str) -> None:  # type: ignore[no-untyped-d
     runs the canary controller.
     """
     import shutil
+    import sqlite3
     import tempfile
 
     import uvicorn
@@ -113,6 +114,7 @@ def _run_workers(settings, log_level: str) -> None:  # type: ignore[no-untyped-d
     from gateway.app import unbindable
     from gateway.metrics import MULTIPROCESS_DIR_VARIABLE
     from gateway.settings import pass_to_workers
+    from gateway.shared_outcomes import SharedOutcomes
     from tritium.errors import UnavailableError
 
     if settings.http_port == 0 or settings.grpc_port == 0:
@@ -130,8 +132,15 @@ def _run_workers(settings, log_level: str) -> None:  # type: ignore[no-untyped-d
     made_state_dir = settings.state_dir is None
     state_dir = Path(tempfile.mkdtemp(prefix="tritium-gateway-")) if made_state_dir else settings.state_dir
     metrics_dir = state_dir / "metrics"
-    shutil.rmtree(metrics_dir, ignore_errors=True)  # values of an earlier run would add up with these
-    metrics_dir.mkdir(parents=True)
+    try:
+        shutil.rmtree(metrics_dir, ignore_errors=True)  # values of an earlier run would add up with these
+        metrics_dir.mkdir(parents=True)
+        SharedOutcomes(state_dir / "outcomes.sqlite", "supervisor")  # the workers' shared windows open
+    except (OSError, sqlite3.Error) as exc:
+        raise UserInputError(
+            f"cannot use {state_dir} as the workers' state directory: {getattr(exc, 'strerror', None) or exc}",
+            hint="pass a writable --state-dir",
+        ) from None
     os.environ[MULTIPROCESS_DIR_VARIABLE] = str(metrics_dir)
     pass_to_workers(settings.model_copy(update={"state_dir": state_dir}), log_level)
     try:

@@ -160,3 +160,23 @@ def test_canary_is_judged_on_the_traffic_of_every_worker(workers_gateway, tmp_pa
     assert state["state"] == "rolled_back", state
     assert "over 30 requests" in state["reason"], state["reason"]
     assert len(workers_gateway.serving_pids()) == 2
+
+
+def test_workers_need_fixed_ports_and_a_usable_state_dir(triton, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    common = ["--triton-http", triton.http_url, "--triton-grpc", triton.grpc_url, "--workers", "2"]
+    cases = {
+        "needs fixed ports": ["--port", "0", "--grpc-port", str(free_port())],
+        "state directory": ["--port", str(free_port()), "--no-grpc", "--state-dir", str(blocker / "state")],
+    }
+    for expected, args in cases.items():
+        failed = subprocess.run(
+            [sys.executable, "-m", "tritium.cli", "gateway", *common, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert failed.returncode == 2, failed.stdout + failed.stderr
+        assert expected in failed.stderr and "Traceback" not in failed.stderr
+        assert len(failed.stderr.strip().splitlines()) <= 2  # the error and its hint
