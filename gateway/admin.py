@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Annotated
 
@@ -196,7 +195,7 @@ async def unload_model(model: str, gateway: GatewayDep, who: Actor) -> dict:
 
 @router.get("/audit")
 async def audit(gateway: GatewayDep, _: Actor) -> dict:
-    records = await asyncio.to_thread(gateway.store.recent_audit)
+    records = await gateway.store.recent_audit()
     return {"records": [vars(r) for r in records]}
 
 

@@ -22,7 +22,7 @@ from gateway.controller import CanaryController
 from gateway.core import Gateway
 from gateway.error_mapping import install_handlers
 from gateway.leadership import FileLeadership
-from gateway.settings import GatewaySettings, worker_settings
+from gateway.settings import GatewaySettings, startup_failure_file, worker_settings
 from gateway.shared_outcomes import SharedOutcomes, process_name
 from gateway.store import RouteStore
 from gateway.upstream import Upstream
@@ -126,17 +126,22 @@ async def _share_with_other_workers(
 
 async def _publish_windows(gateway: Gateway, shared: SharedOutcomes) -> None:
     now = time.time()
-    rows = shared.snapshot(gateway.windows, now)
+    rows = shared.snapshot(gateway.windows)
     try:
         await asyncio.to_thread(shared.publish, rows, now)
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, OSError) as exc:  # the same seconds go out again next time
         log.error("could not publish canary windows to %s: %s", shared.path, exc)
+    else:
+        shared.published_upto = now
 
 
 async def _publish_windows_every(gateway: Gateway, shared: SharedOutcomes, interval_s: float) -> None:
     while True:
         await asyncio.sleep(interval_s)
-        await _publish_windows(gateway, shared)
+        try:
+            await _publish_windows(gateway, shared)
+        except Exception:
+            log.exception("publishing canary windows failed; will retry")
 
 
 def _in_background(resources: contextlib.AsyncExitStack, work: Coroutine[Any, Any, None]) -> None:
@@ -182,18 +187,34 @@ class GatewayApp(FastAPI):
             except TritiumError as exc:
                 self.startup_error = exc
                 await resources.aclose()
+                _report_worker_failure(self.gateway_settings, exc.exit_code, exc.one_line())
                 await send({"type": "lifespan.startup.failed", "message": exc.one_line()})
                 return
+            except Exception as exc:
+                _report_worker_failure(self.gateway_settings, 1, f"{type(exc).__name__}: {exc}")
+                raise
             await send({"type": "lifespan.startup.complete"})
             await receive()  # lifespan.shutdown
         await send({"type": "lifespan.shutdown.complete"})
+
+
+def _report_worker_failure(settings: GatewaySettings, exit_code: int, reason: str) -> None:
+    """Tell `tritium gateway --workers N` why a worker could not start (the first one to fail)."""
+    if settings.workers == 1 or settings.state_dir is None:
+        return
+    with contextlib.suppress(FileExistsError), open(startup_failure_file(settings.state_dir), "x") as f:
+        f.write(f"{exit_code}\n{reason}\n")
 
 
 def worker_app() -> GatewayApp:
     """The app of one process of `tritium gateway --workers N` (uvicorn imports and calls this)."""
     settings, log_level = worker_settings()
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return create_app(settings)
+    try:
+        return create_app(settings)
+    except Exception as exc:
+        _report_worker_failure(settings, 1, f"{type(exc).__name__}: {exc}")
+        raise
 
 
 def create_app(settings: GatewaySettings) -> GatewayApp:

@@ -113,7 +113,7 @@ def _run_workers(settings, log_level: str) -> None:  # type: ignore[no-untyped-d
 
     from gateway.app import unbindable
     from gateway.metrics import MULTIPROCESS_DIR_VARIABLE
-    from gateway.settings import pass_to_workers
+    from gateway.settings import pass_to_workers, startup_failure_file
     from gateway.shared_outcomes import SharedOutcomes
     from tritium.errors import UnavailableError
 
@@ -142,7 +142,9 @@ def _run_workers(settings, log_level: str) -> None:  # type: ignore[no-untyped-d
             hint="pass a writable --state-dir",
         ) from None
     os.environ[MULTIPROCESS_DIR_VARIABLE] = str(metrics_dir)
-    pass_to_workers(settings.model_copy(update={"state_dir": state_dir}), log_level)
+    pass_to_workers(settings.model_copy(update={"state_dir": state_dir}), log_level, state_dir)
+    failure = startup_failure_file(state_dir)
+    failure.unlink(missing_ok=True)
     try:
         uvicorn.run(
             "gateway.app:worker_app",
@@ -154,6 +156,8 @@ def _run_workers(settings, log_level: str) -> None:  # type: ignore[no-untyped-d
             access_log=False,
             lifespan="on",
         )
+        if failure.exists():  # uvicorn stopped every worker and has logged the reason
+            raise SystemExit(int(failure.read_text().split()[0]))
     finally:
         if made_state_dir:
             shutil.rmtree(state_dir, ignore_errors=True)

@@ -67,7 +67,7 @@ class CanaryPolicy(_Strict):
     """How a canary advances, and the thresholds (against the stable target) that roll it back."""
 
     steps: tuple[int, ...] = (5, 25, 50, 100)
-    window_s: float = Field(default=60.0, gt=0)
+    window_s: float = Field(default=60.0, gt=0, le=3600)  # windows keep an hour (gateway/stats.py)
     min_requests: int = Field(default=20, ge=1)
     max_error_rate_increase: float = Field(default=0.01, ge=0, le=1)
     max_p99_ratio: float = Field(default=1.5, ge=1)
@@ -209,9 +209,14 @@ def load_table(path: Path) -> RouteTable:
     """Read a route file; a missing file is an empty table (every model passes through)."""
     if not path.exists():
         return RouteTable()
+    return parse_table(path.read_bytes(), path)
+
+
+def parse_table(content: bytes, path: Path) -> RouteTable:
+    """A route file's content as a validated table."""
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
+        data = yaml.safe_load(content.decode())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise UserInputError(f"route file {path} is not valid YAML: {exc}".replace("\n", " ")) from None
     return validated_table(data, source=f"route file {path}")
 

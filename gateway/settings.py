@@ -116,16 +116,26 @@ def load_settings(settings_file: Path | None = None, **overrides: Any) -> Gatewa
 
 
 WORKER_SETTINGS_VARIABLE = "TRITIUM_WORKER_SETTINGS"
+"""Names the file (in the state directory, readable by its owner only) the workers read settings from."""
 
 
-def pass_to_workers(settings: GatewaySettings, log_level: str) -> None:
-    """Put the resolved settings where the worker processes (started after this) read them."""
+def pass_to_workers(settings: GatewaySettings, log_level: str, state_dir: Path) -> None:
+    """Write the resolved settings where the worker processes (started after this) read them."""
     data = settings.model_dump(mode="json")
     data["admin_token"] = settings.admin_token.get_secret_value() if settings.admin_token else None
     data["api_keys"] = [key.get_secret_value() for key in settings.api_keys]
-    os.environ[WORKER_SETTINGS_VARIABLE] = json.dumps({"settings": data, "log_level": log_level})
+    path = state_dir / "worker-settings.json"
+    path.unlink(missing_ok=True)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+        json.dump({"settings": data, "log_level": log_level}, f)
+    os.environ[WORKER_SETTINGS_VARIABLE] = str(path)
 
 
 def worker_settings() -> tuple[GatewaySettings, str]:
-    passed = json.loads(os.environ[WORKER_SETTINGS_VARIABLE])
+    passed = json.loads(Path(os.environ[WORKER_SETTINGS_VARIABLE]).read_text())
     return GatewaySettings(**passed["settings"]), passed["log_level"]
+
+
+def startup_failure_file(state_dir: Path) -> Path:
+    """Where a worker that cannot start leaves its exit code and reason for `tritium gateway`."""
+    return state_dir / "startup-failure"

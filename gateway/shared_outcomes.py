@@ -29,8 +29,10 @@ CREATE TABLE IF NOT EXISTS outcomes (
     errors INTEGER NOT NULL,
     latency_bins TEXT NOT NULL,
     PRIMARY KEY (model, variant, second, process)
-)
+);
+CREATE INDEX IF NOT EXISTS outcomes_by_second ON outcomes (second);
 """
+_PRUNE_EVERY_S = 60
 
 
 class SharedOutcomes:
@@ -38,10 +40,11 @@ class SharedOutcomes:
         self.path = path
         self.process = process
         self.retention_s = retention_s
-        self._published_upto = 0.0
+        self.published_upto = 0.0
+        self._pruned_at = 0.0
         with self._connection() as db:
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute(_SCHEMA)
+            db.executescript(_SCHEMA)
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
@@ -49,14 +52,14 @@ class SharedOutcomes:
         with closing(sqlite3.connect(self.path, timeout=10.0)) as db, db:
             yield db
 
-    def snapshot(self, windows: OutcomeWindows, now: float) -> list[tuple[str, str, int, SecondCounts]]:
-        """What to publish: the seconds touched since the last publication (call on the event loop)."""
-        rows = windows.seconds_since(self._published_upto - 1)
-        self._published_upto = now
-        return rows
+    def snapshot(self, windows: OutcomeWindows) -> list[tuple[str, str, int, SecondCounts]]:
+        """What to publish: the seconds touched since the last successful publication (call on the
+        event loop; after `publish` succeeds, set `published_upto` to the time of the snapshot)."""
+        return windows.seconds_since(self.published_upto - 1)
 
     def publish(self, rows: list[tuple[str, str, int, SecondCounts]], now: float) -> None:
-        """Write a snapshot and drop rows past the retention (blocking: run in a thread)."""
+        """Write a snapshot; about once a minute also drop rows past the retention (blocking: run in
+        a thread)."""
         with self._connection() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO outcomes VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -65,7 +68,9 @@ class SharedOutcomes:
                     for model, variant, second, c in rows
                 ],
             )
-            db.execute("DELETE FROM outcomes WHERE second < ?", (int(now) - self.retention_s,))
+            if now - self._pruned_at >= _PRUNE_EVERY_S:
+                db.execute("DELETE FROM outcomes WHERE second < ?", (int(now) - self.retention_s,))
+                self._pruned_at = now
 
     def summary(self, model: str, variant: str, *, since: float) -> WindowSummary:
         """All processes' outcomes from the second holding `since` on (blocking: run in a thread)."""

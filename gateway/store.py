@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ from enum import Enum
 from pathlib import Path
 
 from gateway import metrics
-from gateway.routes import Route, RouteTable, load_table, save_table
+from gateway.routes import Route, RouteTable, parse_table, save_table
 from tritium.errors import RepositoryError, UserInputError
 
 log = logging.getLogger("tritium.gateway.routes")
@@ -45,8 +46,9 @@ class RouteConflictError(RepositoryError):
     """The route changed (e.g. the canary controller rolled it back) after a change was built from it."""
 
 
-Stamp = tuple[int, int, int] | None
-"""What identifies one version of the route file on disk (mtime, inode, size); None when it is absent."""
+Stamp = bytes | None
+"""What identifies one version of the route file: a digest of its content; None when it is absent."""
+_NOTHING_REJECTED = object()
 
 
 class RouteStore:
@@ -65,9 +67,10 @@ class RouteStore:
         self.route_file = route_file
         self.audit_file = audit_file
         self.lock_file = route_file.with_name(f".{route_file.name}.lock")
-        self._stamp = file_stamp(route_file)
-        self._table = load_table(route_file)
-        self._rejected_stamp: Stamp = None
+        self._stamp, content = read_route_file(route_file)
+        self._table = RouteTable() if content is None else parse_table(content, route_file)
+        self._rejected_stamp: Stamp | object = _NOTHING_REJECTED
+        self._unreadable_reported = False
         self._lock = asyncio.Lock()
         self.history: deque[AuditRecord] = deque(maxlen=history)
         metrics.publish_canaries(self._table)
@@ -77,29 +80,53 @@ class RouteStore:
         return self._table
 
     async def refresh(self) -> bool:
-        """Load the route file if it changed on disk since this process last read or wrote it."""
-        if await asyncio.to_thread(file_stamp, self.route_file) == self._stamp:
-            return False
-        async with self._lock:
-            stamp = await asyncio.to_thread(file_stamp, self.route_file)
-            if stamp == self._stamp or stamp == self._rejected_stamp:
+        """Load the route file if it changed on disk since this process last read or wrote it.
+
+        An edit that does not validate, and a file that was there and is now missing or empty (an
+        editor truncating it, a botched copy), are reported once and ignored: the last good table
+        keeps serving until the file holds a valid one again.
+        """
+        try:
+            stamp, _ = await asyncio.to_thread(read_route_file, self.route_file)
+            if stamp in (self._stamp, self._rejected_stamp):
                 return False
-            try:
-                table = await asyncio.to_thread(load_table, self.route_file)
-            except (UserInputError, OSError) as exc:
-                self._rejected_stamp = stamp
-                metrics.ROUTE_RELOADS.labels(outcome="rejected").inc()
-                message = exc.one_line() if isinstance(exc, UserInputError) else str(exc)
+            async with self._lock:
+                stamp, content = await asyncio.to_thread(read_route_file, self.route_file)
+                if stamp in (self._stamp, self._rejected_stamp):
+                    return False
+                try:
+                    table = await asyncio.to_thread(self._table_on_disk, content)
+                except UserInputError as exc:
+                    self._rejected_stamp = stamp
+                    metrics.ROUTE_RELOADS.labels(outcome="rejected").inc()
+                    log.error(
+                        "route file changed on disk but cannot be used, still serving the previous routes: %s",
+                        exc.one_line(),
+                    )
+                    return False
+                self._table, self._stamp = table, stamp
+        except OSError as exc:
+            if not self._unreadable_reported:
                 log.error(
-                    "route file changed on disk but cannot be used, still serving the previous routes: %s",
-                    message,
+                    "cannot read route file %s, still serving the previous routes: %s", self.route_file, exc
                 )
-                return False
-            self._table, self._stamp = table, stamp
-            metrics.ROUTE_RELOADS.labels(outcome="loaded").inc()
-            metrics.publish_canaries(table)
-            log.info("route file %s changed on disk: %d route(s) loaded", self.route_file, len(table.routes))
-            return True
+            self._unreadable_reported = True
+            return False
+        self._unreadable_reported = False
+        metrics.ROUTE_RELOADS.labels(outcome="loaded").inc()
+        metrics.publish_canaries(table)
+        log.info("route file %s changed on disk: %d route(s) loaded", self.route_file, len(table.routes))
+        return True
+
+    def _table_on_disk(self, content: bytes | None) -> RouteTable:
+        if content is None or not content.strip():
+            if self._stamp is None:  # there never was a file: every model passes through
+                return RouteTable()
+            raise UserInputError(
+                f"route file {self.route_file} is {'missing' if content is None else 'empty'}",
+                hint="restore it; to remove every route write `routes: {}`",
+            )
+        return parse_table(content, self.route_file)
 
     async def watch(self, interval_s: float) -> None:
         while True:
@@ -154,8 +181,10 @@ class RouteStore:
         try:
             with _exclusive(self.lock_file):
                 current = self._table
-                if file_stamp(self.route_file) != self._stamp:  # changed by another process
-                    current = load_table(self.route_file)
+                stamp, content = read_route_file(self.route_file)
+                if stamp != self._stamp and content is not None and content.strip():
+                    current = self._table_on_disk(content)  # changed by another process or by hand
+                # (a file that went missing or empty is rewritten from the table being served)
                 if based_on is not ANY_ROUTE and current.routes.get(model) != based_on:
                     raise RouteConflictError(
                         f"the route of {model!r} changed while this change was being made",
@@ -164,7 +193,7 @@ class RouteStore:
                 new_table = mutate(current)
                 save_table(new_table, self.route_file)
                 self._append_audit(record)
-                return new_table, file_stamp(self.route_file)
+                return new_table, read_route_file(self.route_file)[0]
         except OSError as exc:
             raise RepositoryError(
                 f"could not write route file {self.route_file}: {exc.strerror or exc}",
@@ -190,25 +219,30 @@ class RouteStore:
         except OSError as exc:
             audit_log.error("could not append to audit file %s: %s", self.audit_file, exc)
 
-    def recent_audit(self, limit: int = 1000) -> list[AuditRecord]:
+    async def recent_audit(self, limit: int = 1000) -> list[AuditRecord]:
         """The last records of every process (from the audit file), or of this one without a file."""
         if self.audit_file is None or not self.audit_file.exists():
             return list(self.history)[-limit:]
-        records = []
-        for line in _tail_lines(self.audit_file, limit):
-            try:
-                records.append(AuditRecord(**json.loads(line)))
-            except (ValueError, TypeError):
-                continue  # a line cut by a crash mid-write, or not ours
-        return records
+        return await asyncio.to_thread(_read_audit_tail, self.audit_file, limit)
 
 
-def file_stamp(path: Path) -> Stamp:
+def _read_audit_tail(path: Path, limit: int) -> list[AuditRecord]:
+    records = []
+    for line in _tail_lines(path, limit):
+        try:
+            records.append(AuditRecord(**json.loads(line)))
+        except (ValueError, TypeError):
+            continue  # a line cut by a crash mid-write, or not ours
+    return records
+
+
+def read_route_file(path: Path) -> tuple[Stamp, bytes | None]:
+    """The file's content and its digest; (None, None) when there is no file."""
     try:
-        st = path.stat()
+        content = path.read_bytes()
     except (FileNotFoundError, NotADirectoryError):
-        return None
-    return st.st_mtime_ns, st.st_ino, st.st_size
+        return None, None
+    return hashlib.blake2b(content, digest_size=16).digest(), content
 
 
 @contextmanager

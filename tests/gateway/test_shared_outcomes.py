@@ -7,7 +7,8 @@ from gateway.stats import LATENCY_RESOLUTION, OutcomeWindows
 
 
 def _publish(shared: SharedOutcomes, windows: OutcomeWindows, now: float) -> None:
-    shared.publish(shared.snapshot(windows, now), now)
+    shared.publish(shared.snapshot(windows), now)
+    shared.published_upto = now
 
 
 def test_windows_of_two_processes_add_up(tmp_path):
@@ -47,5 +48,17 @@ def test_retention_and_forget(tmp_path):
     shared.forget("n")
     assert shared.summary("m", "v", since=0).requests == 1
     assert shared.summary("n", "v", since=0).requests == 0
+    shared.publish([], 130.0)  # pruned at most once a minute
+    assert shared.summary("m", "v", since=0).requests == 1
     shared.publish([], 200.0)
     assert shared.summary("m", "v", since=0).requests == 0
+
+
+def test_seconds_a_failed_publication_missed_go_out_with_the_next(tmp_path):
+    shared, windows = SharedOutcomes(tmp_path / "o.sqlite", "p1"), OutcomeWindows()
+    windows.record("m", "v", at=10.2, ok=True, latency_s=0.001)
+    lost = shared.snapshot(windows)  # say its publish failed: published_upto stays where it was
+    assert len(lost) == 1
+    windows.record("m", "v", at=14.5, ok=True, latency_s=0.001)
+    _publish(shared, windows, 14.6)
+    assert shared.summary("m", "v", since=0).requests == 2

@@ -69,13 +69,40 @@ async def test_an_invalid_edit_on_disk_keeps_the_last_good_routes(tmp_path, capl
     assert store.table.routes["m"].targets[0].version == "3"
 
 
+@pytest.mark.parametrize("damage", ["delete", "truncate"])
+async def test_a_route_file_gone_missing_or_empty_keeps_the_routes(tmp_path, caplog, damage):
+    route_file = tmp_path / "routes.yaml"
+    store = RouteStore(route_file)
+    await store.change("m", "put", "a", lambda t: t.with_route("m", _route(90)))
+    await store.change("n", "put", "a", lambda t: t.with_route("n", _route(20, "n")))
+    route_file.unlink() if damage == "delete" else route_file.write_text("")
+    assert await store.refresh() is False
+    assert set(store.table.routes) == {"m", "n"}
+    assert ("missing" if damage == "delete" else "empty") in caplog.text
+    # the next change is made on the routes being served, and writes them all back
+    await store.change("o", "put", "a", lambda t: t.with_route("o", _route(50, "o")))
+    assert set(yaml.safe_load(route_file.read_text())["routes"]) == {"m", "n", "o"}
+    assert set(RouteStore(route_file).table.routes) == {"m", "n", "o"}
+
+
+async def test_a_same_size_edit_is_seen(tmp_path):
+    """Edits that keep the size (a weight 10 -> 20) are told apart by content, not by size or time."""
+    here, there = RouteStore(tmp_path / "routes.yaml"), RouteStore(tmp_path / "routes.yaml")
+    await here.change("m", "put", "a", lambda t: t.with_route("m", _route(10)))
+    await there.refresh()
+    for weight in (20, 30, 40, 60):
+        await here.change("m", "put", "a", lambda t, w=weight: t.with_route("m", _route(w)))
+        assert await there.refresh() is True
+        assert there.table.routes["m"] == _route(weight)
+
+
 async def test_every_process_sees_every_audit_record(tmp_path):
     audit = tmp_path / "audit.jsonl"
     here, there = RouteStore(tmp_path / "routes.yaml", audit), RouteStore(tmp_path / "routes.yaml", audit)
     await here.change("m", "put", "alice", lambda t: t.with_route("m", _route(90)))
     await there.audit_only("m", "load", "bob")
-    assert [(r.who, r.action) for r in here.recent_audit()] == [("alice", "put"), ("bob", "load")]
-    assert [r.who for r in here.recent_audit(limit=1)] == ["bob"]
+    assert [(r.who, r.action) for r in await here.recent_audit()] == [("alice", "put"), ("bob", "load")]
+    assert [r.who for r in await here.recent_audit(limit=1)] == ["bob"]
 
 
 def _make_changes(route_file, worker: int, count: int) -> None:
