@@ -17,6 +17,7 @@ from prometheus_client import (
 )
 
 from gateway.routes import CanaryState, RouteTable
+from tritium.processes import process_alive
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -106,7 +107,7 @@ def forget_dead_processes() -> None:
         int(m.group(1)) for f in directory.glob("gauge_live*.db") if (m := _LIVE_GAUGE_FILE.fullmatch(f.name))
     }
     for pid in pids:
-        if pid != os.getpid() and not _alive(pid):
+        if pid != os.getpid() and not process_alive(pid):
             multiprocess.mark_process_dead(pid, str(directory))
 
 
@@ -114,15 +115,6 @@ def forget_this_process() -> None:
     directory = multiprocess_dir()
     if directory is not None:
         multiprocess.mark_process_dead(os.getpid(), str(directory))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 

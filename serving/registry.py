@@ -12,6 +12,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tritium.processes import process_alive
+
 
 @dataclass(frozen=True)
 class ServerRecord:
@@ -56,18 +58,9 @@ def lookup(url: str) -> ServerRecord | None:
         entry = ServerRecord(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    return entry if _alive(entry.pid) else None
+    return entry if process_alive(entry.pid) else None
 
 
 def forget(url: str) -> None:
     _path(url).unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
