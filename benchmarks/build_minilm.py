@@ -34,12 +34,12 @@ def main() -> None:
     args = parser.parse_args()
     console = Console()
 
-    from builder import export as exporting
-    from builder.data import synthetic_inputs
-    from builder.pipeline import build_recipe
-    from builder.recipe import load_recipe
-    from builder.runners import OrtRunner, TorchRunner, default_threads
-    from builder.sources import load_source
+    from tritium.builder import export as exporting
+    from tritium.builder.data import synthetic_inputs
+    from tritium.builder.pipeline import build_recipe
+    from tritium.builder.recipe import load_recipe
+    from tritium.builder.runners import OrtRunner, TorchRunner, default_threads
+    from tritium.builder.sources import load_source
 
     threads = args.threads or default_threads()
     recipe_path = ROOT / "examples" / "minilm" / "recipe.yaml"

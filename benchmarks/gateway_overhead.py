@@ -261,7 +261,7 @@ def main(
     with ExitStack() as stack:
         triton_pid = None
         if triton_http is None or triton_grpc is None:
-            from serving.local import LocalTriton
+            from tritium.serving.local import LocalTriton
 
             os.sched_setaffinity(0, triton_cores)  # inherited by tritonserver and its model stubs
             triton = stack.enter_context(LocalTriton(repository, models=[model]))

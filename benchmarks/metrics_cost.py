@@ -2,7 +2,7 @@
 
 `.venv/bin/python benchmarks/metrics_cost.py [--requests 200000]` runs the updates one inference
 request makes (in-flight up and down, the request counter, the two latency histograms) on the real
-metric children of gateway.metrics, once in a process with in-memory metrics and once in a process
+metric children of tritium.gateway.metrics, once in a process with in-memory metrics and once in a process
 in prometheus-client's multiprocess mode (what `tritium gateway --workers N` runs), and prints the
 cost per request of each and their ratio.
 """
@@ -22,7 +22,7 @@ from rich.table import Table
 
 MEASURE = """
 import sys, time
-from gateway import metrics
+from tritium.gateway import metrics
 requests = metrics.REQUESTS.labels("m", "1", "stable", "rest", "200")
 duration = metrics.REQUEST_DURATION.labels("m", "stable", "rest")
 upstream = metrics.UPSTREAM_DURATION.labels("m", "stable", "rest")

@@ -37,8 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import loadgen  # noqa: E402
-from serving.local import LocalTriton  # noqa: E402
-from serving.runtime_repo import read_config, write_config  # noqa: E402
+from tritium.serving.local import LocalTriton  # noqa: E402
+from tritium.serving.runtime_repo import read_config, write_config  # noqa: E402
 
 MODEL = "digits"
 MODES = {"on": f"{MODEL}_batching_on", "off": f"{MODEL}_batching_off"}

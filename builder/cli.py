@@ -30,8 +30,8 @@ def build(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output")] = False,
 ) -> None:
     """Build a recipe: baseline, export, optimize, validate, profile, write versions, report."""
-    from builder.pipeline import build_recipe
-    from builder.report import _rows
+    from tritium.builder.pipeline import build_recipe
+    from tritium.builder.report import _rows
 
     result = build_recipe(recipe, repository=repository, output_dir=output, show_progress=not quiet)
     table = Table(title=f"{result.recipe.recipe.name}: build {result.build_id} ({result.seconds:.0f} s)")
@@ -50,14 +50,14 @@ def build(
 
 
 def _cell(value: object) -> str:
-    from builder.report import _fmt
+    from tritium.builder.report import _fmt
 
     return _fmt(value)
 
 
 def models_list(repository: RepositoryOption = Path("model_repository")) -> None:
     """List the models and versions in a repository."""
-    from builder.repository import list_models
+    from tritium.builder.repository import list_models
 
     models = list_models(repository)
     if not models:
@@ -91,8 +91,8 @@ def models_show(
     ] = None,
 ) -> None:
     """Show a model's config and each version's lineage."""
-    from builder.repository import read_model
-    from builder.triton_config import to_pbtxt
+    from tritium.builder.repository import read_model
+    from tritium.builder.triton_config import to_pbtxt
     from tritium.errors import NotFoundError
 
     model = read_model(repository, name)

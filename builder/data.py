@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from builder.imports import import_callable
-from builder.recipe import DType, FactoryDataset, InputSpec, LoadedRecipe, NpzDataset
+from tritium.builder.imports import import_callable
+from tritium.builder.recipe import DType, FactoryDataset, InputSpec, LoadedRecipe, NpzDataset
 from tritium.errors import DatasetError
 
 Inputs = dict[str, np.ndarray]

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from builder.data import synthetic_inputs
-from builder.recipe import Recipe
-from builder.runners import OrtRunner, Runner
+from tritium.builder.data import synthetic_inputs
+from tritium.builder.recipe import Recipe
+from tritium.builder.runners import OrtRunner, Runner
 from tritium.errors import ExportError
 
 

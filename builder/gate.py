@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from builder.metrics import Score
+from tritium.builder.metrics import Score
 
 
 @dataclass(frozen=True)

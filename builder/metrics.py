@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from builder.recipe import MetricName
+from tritium.builder.recipe import MetricName
 from tritium.errors import DatasetError
 
 HIGHER_IS_BETTER = {

@@ -1,6 +1,6 @@
 """The build: baseline → export → variants → accuracy gate → profile → repository → report.
 
-Only :func:`builder.repository.write_versions` touches the model repository, and only after every
+Only :func:`tritium.builder.repository.write_versions` touches the model repository, and only after every
 variant has been produced, validated and profiled.
 """
 
@@ -28,13 +28,13 @@ from rich.progress import (
 )
 
 import tritium
-from builder import export as exporting
-from builder import variants as producing
-from builder.data import EvalSet, load_dataset, synthetic_inputs
-from builder.gate import GateDecision, gate
-from builder.metrics import Score, score
-from builder.profiling import LatencyPoint, default_batch_sizes, measure
-from builder.recipe import (
+from tritium.builder import export as exporting
+from tritium.builder import variants as producing
+from tritium.builder.data import EvalSet, load_dataset, synthetic_inputs
+from tritium.builder.gate import GateDecision, gate
+from tritium.builder.metrics import Score, score
+from tritium.builder.profiling import LatencyPoint, default_batch_sizes, measure
+from tritium.builder.recipe import (
     DType,
     LoadedRecipe,
     OnnxFp16Variant,
@@ -46,10 +46,10 @@ from builder.recipe import (
     load_recipe,
     variant_name,
 )
-from builder.repository import ModelWrite, NewVersion, write_models
-from builder.runners import OrtRunner, Outputs, Runner, TorchRunner, run_eval_set
-from builder.sources import SourceModel, load_source
-from builder.triton_config import build_config, versions_to_serve
+from tritium.builder.repository import ModelWrite, NewVersion, write_models
+from tritium.builder.runners import OrtRunner, Outputs, Runner, TorchRunner, run_eval_set
+from tritium.builder.sources import SourceModel, load_source
+from tritium.builder.triton_config import build_config, versions_to_serve
 from tritium.errors import (
     BudgetError,
     ExportError,
@@ -58,6 +58,11 @@ from tritium.errors import (
     TritiumError,
     UserInputError,
 )
+from tritium.extras import Extra, require
+
+# Fail at import, in one line, where the builder's extra is missing (torch is checked when a
+# PyTorch source needs it: an ONNX-only build never imports it).
+require(Extra.builder, "onnx", "onnxruntime", what="the builder")
 
 ACCEPTED, REJECTED, FAILED = "accepted", "rejected", "failed"
 
@@ -502,7 +507,7 @@ def build_recipe(
 
 
 def _write_reports(outcome: BuildResult) -> dict[str, Path]:
-    from builder import report as reporting
+    from tritium.builder import report as reporting
 
     try:
         return reporting.write_reports(outcome)

@@ -8,9 +8,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from builder.data import synthetic_inputs
-from builder.recipe import InputSpec, ProfileSettings
-from builder.runners import Runner
+from tritium.builder.data import synthetic_inputs
+from tritium.builder.recipe import InputSpec, ProfileSettings
+from tritium.builder.runners import Runner
 
 
 @dataclass(frozen=True)

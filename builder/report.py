@@ -6,7 +6,7 @@ import html
 import json
 from pathlib import Path
 
-from builder.pipeline import ACCEPTED, BuildResult, VariantResult
+from tritium.builder.pipeline import ACCEPTED, BuildResult, VariantResult
 
 
 def _latency_at(result: VariantResult, batch_size: int) -> float | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from builder.triton_config import parse_pbtxt, to_pbtxt
+from tritium.builder.triton_config import parse_pbtxt, to_pbtxt
 from tritium.errors import NotFoundError, RepositoryError
 
 CONFIG = "config.pbtxt"

@@ -9,7 +9,7 @@ from typing import Protocol
 
 import numpy as np
 
-from builder.data import EvalSet, Inputs
+from tritium.builder.data import EvalSet, Inputs
 
 Outputs = dict[str, np.ndarray]
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from builder.imports import import_callable
-from builder.recipe import LoadedRecipe, OnnxSource, TorchFactorySource, TorchScriptSource
+from tritium.builder.imports import import_callable
+from tritium.builder.recipe import LoadedRecipe, OnnxSource, TorchFactorySource, TorchScriptSource
 from tritium.errors import ModelSourceError
 
 

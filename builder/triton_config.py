@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from builder.recipe import DType, InputSpec, Recipe, TritonSettings
+from tritium.builder.recipe import DType, InputSpec, Recipe, TritonSettings
 
 _KIND = {"cpu": "KIND_CPU", "gpu": "KIND_GPU", "auto": "KIND_AUTO"}
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from builder.data import EvalSet
-from builder.recipe import (
+from tritium.builder.data import EvalSet
+from tritium.builder.recipe import (
     CalibrationMethod,
     GraphOptimization,
     OnnxFp16Variant,
@@ -217,7 +217,7 @@ def convert_fp16(source: Path, spec: OnnxFp16Variant, out: Path) -> list[Step]:
 def trace_torchscript(module, recipe: Recipe, spec: TorchScriptVariant, out: Path) -> list[Step]:
     import torch
 
-    from builder.data import synthetic_inputs
+    from tritium.builder.data import synthetic_inputs
 
     steps: list[Step] = []
     with _timed(steps, f"torchscript-{spec.method}", {"method": spec.method}), warnings.catch_warnings():

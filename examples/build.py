@@ -39,7 +39,7 @@ def build_examples(
     show_progress: bool = True,
     console=None,
 ):
-    from builder.pipeline import build_recipe
+    from tritium.builder.pipeline import build_recipe
 
     results = {}
     if "digits" in names:

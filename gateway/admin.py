@@ -10,12 +10,12 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway import canary, metrics
-from gateway.auth import check_admin, presented_credential
-from gateway.core import Gateway
-from gateway.routes import Route, RouteTable, Shadow, table_to_data, validated_policy, validated_route
-from gateway.store import ANY_ROUTE, BasedOn
 from tritium.errors import NotFoundError
+from tritium.gateway import canary, metrics
+from tritium.gateway.auth import check_admin, presented_credential
+from tritium.gateway.core import Gateway
+from tritium.gateway.routes import Route, RouteTable, Shadow, table_to_data, validated_policy, validated_route
+from tritium.gateway.store import ANY_ROUTE, BasedOn
 
 
 def _gateway(request: Request) -> Gateway:

@@ -17,16 +17,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from gateway import admin, grpc_service, metrics, rest
-from gateway.controller import CanaryController
-from gateway.core import Gateway
-from gateway.error_mapping import install_handlers
-from gateway.leadership import FileLeadership
-from gateway.settings import GatewaySettings, startup_failure_file, worker_settings
-from gateway.shared_outcomes import SharedOutcomes, process_name
-from gateway.store import RouteStore
-from gateway.upstream import Upstream
 from tritium.errors import TritiumError, UnavailableError
+from tritium.gateway import admin, grpc_service, metrics, rest
+from tritium.gateway.controller import CanaryController
+from tritium.gateway.core import Gateway
+from tritium.gateway.error_mapping import install_handlers
+from tritium.gateway.leadership import FileLeadership
+from tritium.gateway.settings import GatewaySettings, startup_failure_file, worker_settings
+from tritium.gateway.shared_outcomes import SharedOutcomes, process_name
+from tritium.gateway.store import RouteStore
+from tritium.gateway.upstream import Upstream
 
 log = logging.getLogger("tritium.gateway")
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from gateway.routes import Canary, CanaryPolicy, CanaryState, Route, validated_route
-from gateway.stats import WindowSummary
 from tritium.errors import RepositoryError, UserInputError
+from tritium.gateway.routes import Canary, CanaryPolicy, CanaryState, Route, validated_route
+from tritium.gateway.stats import WindowSummary
 
 
 class Breach(str, Enum):

@@ -53,9 +53,9 @@ def run_gateway(
     """Run the gateway: KServe v2 REST and gRPC in front of Triton, with routing, canaries and shadows."""
     import uvicorn
 
-    from gateway.app import create_app
-    from gateway.routes import load_table
-    from gateway.settings import load_settings
+    from tritium.gateway.app import create_app
+    from tritium.gateway.routes import load_table
+    from tritium.gateway.settings import load_settings
 
     settings = load_settings(
         settings_file,
@@ -111,11 +111,11 @@ def _run_workers(settings, log_level: str) -> None:  # type: ignore[no-untyped-d
 
     import uvicorn
 
-    from gateway.app import unbindable
-    from gateway.metrics import MULTIPROCESS_DIR_VARIABLE
-    from gateway.settings import pass_to_workers, startup_failure_file
-    from gateway.shared_outcomes import SharedOutcomes
     from tritium.errors import UnavailableError
+    from tritium.gateway.app import unbindable
+    from tritium.gateway.metrics import MULTIPROCESS_DIR_VARIABLE
+    from tritium.gateway.settings import pass_to_workers, startup_failure_file
+    from tritium.gateway.shared_outcomes import SharedOutcomes
 
     if settings.http_port == 0 or settings.grpc_port == 0:
         raise UserInputError(
@@ -147,7 +147,7 @@ def _run_workers(settings, log_level: str) -> None:  # type: ignore[no-untyped-d
     failure.unlink(missing_ok=True)
     try:
         uvicorn.run(
-            "gateway.app:worker_app",
+            "tritium.gateway.app:worker_app",
             factory=True,
             workers=settings.workers,
             host=settings.host,
@@ -164,7 +164,7 @@ def _run_workers(settings, log_level: str) -> None:  # type: ignore[no-untyped-d
 
 
 def _client(url: str, token: str | None):  # type: ignore[no-untyped-def]
-    from gateway.admin_client import AdminClient
+    from tritium.gateway.admin_client import AdminClient
 
     return AdminClient(url, token)
 
@@ -220,7 +220,7 @@ def show_route(model: str, url: UrlOption = DEFAULT_URL, token: TokenOption = No
 @routes_app.command("apply")
 def apply_routes(file: Path, url: UrlOption = DEFAULT_URL, token: TokenOption = None) -> None:
     """Create or replace the routes of a route file (same format as the gateway's route file)."""
-    from gateway.routes import load_table, table_to_data
+    from tritium.gateway.routes import load_table, table_to_data
 
     if not file.is_file():
         raise UserInputError(f"route file {file} does not exist")

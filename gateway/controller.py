@@ -7,11 +7,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from gateway import canary, metrics
-from gateway.leadership import FileLeadership
-from gateway.routes import CanaryState, Route, RouteTable
-from gateway.stats import WindowSummary
-from gateway.store import RouteConflictError, RouteStore
+from tritium.gateway import canary, metrics
+from tritium.gateway.leadership import FileLeadership
+from tritium.gateway.routes import CanaryState, Route, RouteTable
+from tritium.gateway.stats import WindowSummary
+from tritium.gateway.store import RouteConflictError, RouteStore
 
 log = logging.getLogger("tritium.gateway.canary")
 ACTOR = "canary-controller"

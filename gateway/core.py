@@ -7,18 +7,18 @@ import random
 import time
 from collections.abc import Mapping
 
-from gateway import metrics, router
-from gateway.auth import check_api_key, presented_credential
-from gateway.labels import UNKNOWN, confirmed_labels
-from gateway.router import Decision
-from gateway.routes import Route
-from gateway.settings import GatewaySettings
-from gateway.shadow import ShadowDispatcher
-from gateway.shared_outcomes import SharedOutcomes
-from gateway.stats import OutcomeWindows, WindowSummary
-from gateway.store import RouteStore
-from gateway.upstream import Upstream
 from tritium.errors import RepositoryError
+from tritium.gateway import metrics, router
+from tritium.gateway.auth import check_api_key, presented_credential
+from tritium.gateway.labels import UNKNOWN, confirmed_labels
+from tritium.gateway.router import Decision
+from tritium.gateway.routes import Route
+from tritium.gateway.settings import GatewaySettings
+from tritium.gateway.shadow import ShadowDispatcher
+from tritium.gateway.shared_outcomes import SharedOutcomes
+from tritium.gateway.stats import OutcomeWindows, WindowSummary
+from tritium.gateway.store import RouteStore
+from tritium.gateway.upstream import Upstream
 
 
 class Gateway:

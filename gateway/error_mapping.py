@@ -16,7 +16,6 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
-from gateway.router import Decision
 from tritium.errors import (
     ForbiddenError,
     NotFoundError,
@@ -27,6 +26,7 @@ from tritium.errors import (
     UpstreamTimeoutError,
     UserInputError,
 )
+from tritium.gateway.router import Decision
 
 VARIANT_HEADER = "x-tritium-variant"
 log = logging.getLogger("tritium.gateway")

@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 import grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from gateway import metrics
-from gateway.auth import check_admin, presented_credential
-from gateway.core import Gateway
-from gateway.error_mapping import (
+from tritium.errors import NotFoundError, TritiumError, UnavailableError
+from tritium.gateway import metrics
+from tritium.gateway.auth import check_admin, presented_credential
+from tritium.gateway.core import Gateway
+from tritium.gateway.error_mapping import (
     VARIANT_HEADER,
     from_triton_grpc,
     from_triton_stream,
@@ -20,8 +21,7 @@ from gateway.error_mapping import (
     internal_error,
     triton_answered,
 )
-from gateway.router import Decision
-from tritium.errors import NotFoundError, TritiumError, UnavailableError
+from tritium.gateway.router import Decision
 
 VARIANT_PARAMETER = "tritium_variant"
 IN_FLIGHT = metrics.IN_FLIGHT.labels(protocol="grpc")

@@ -4,7 +4,7 @@ label only when the route table or Triton vouches for it; anything else is count
 
 from __future__ import annotations
 
-from gateway.router import Decision
+from tritium.gateway.router import Decision
 
 UNKNOWN = "unknown"
 _MAX_TRITON_VERSION = 2**63  # Triton versions are int64; larger strings are rejected with a 400

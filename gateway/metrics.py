@@ -16,7 +16,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from gateway.routes import CanaryState, RouteTable
+from tritium.gateway.routes import CanaryState, RouteTable
 from tritium.processes import process_alive
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)

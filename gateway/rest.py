@@ -2,7 +2,7 @@
 
 These endpoints are plain Starlette routes (no FastAPI body models): the body is never parsed.
 `infer`, the hot path, is a plain ASGI handler that the app also calls before FastAPI's middleware
-and router (`gateway.app.GatewayApp`).
+and router (`tritium.gateway.app.GatewayApp`).
 """
 
 from __future__ import annotations
@@ -16,17 +16,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from gateway import metrics
-from gateway.core import Gateway
-from gateway.error_mapping import (
+from tritium.errors import NotFoundError, PayloadTooLargeError, TritiumError, UnavailableError, UserInputError
+from tritium.gateway import metrics
+from tritium.gateway.core import Gateway
+from tritium.gateway.error_mapping import (
     VARIANT_HEADER,
     from_triton_http,
     http_error_response,
     internal_error,
 )
-from gateway.router import Decision
-from gateway.upstream import FORWARDED_REQUEST_HEADERS, model_path
-from tritium.errors import NotFoundError, PayloadTooLargeError, TritiumError, UnavailableError, UserInputError
+from tritium.gateway.router import Decision
+from tritium.gateway.upstream import FORWARDED_REQUEST_HEADERS, model_path
 
 BINARY_HEADER = "inference-header-content-length"
 IN_FLIGHT = metrics.IN_FLIGHT.labels(protocol="rest")

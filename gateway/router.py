@@ -12,7 +12,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 
-from gateway.routes import Route, RouteTable, Target
+from tritium.gateway.routes import Route, RouteTable, Target
 
 DIRECT_VARIANT = "direct"
 

@@ -15,8 +15,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from gateway.routes import CanaryPolicy
 from tritium.errors import UserInputError
+from tritium.gateway.routes import CanaryPolicy
 
 ENV_PREFIX = "TRITIUM_GATEWAY_"
 

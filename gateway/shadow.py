@@ -7,8 +7,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from gateway import metrics
-from gateway.router import Decision
+from tritium.gateway import metrics
+from tritium.gateway.router import Decision
 
 log = logging.getLogger("tritium.gateway.shadow")
 

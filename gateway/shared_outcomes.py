@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
-from gateway.stats import OutcomeWindows, SecondCounts, WindowSummary, summarize
+from tritium.gateway.stats import OutcomeWindows, SecondCounts, WindowSummary, summarize
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outcomes (

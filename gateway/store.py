@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
 
-from gateway import metrics
-from gateway.routes import Route, RouteTable, parse_table, save_table
 from tritium.errors import RepositoryError, UserInputError
+from tritium.gateway import metrics
+from tritium.gateway.routes import Route, RouteTable, parse_table, save_table
 
 log = logging.getLogger("tritium.gateway.routes")
 audit_log = logging.getLogger("tritium.gateway.audit")

@@ -1,6 +1,6 @@
 """Connections to Triton, one pool of each per process, opened in the app's lifespan.
 
-- REST passthrough: a pool of keep-alive HTTP/1.1 connections (`gateway.http_pool`, httptools
+- REST passthrough: a pool of keep-alive HTTP/1.1 connections (`tritium.gateway.http_pool`, httptools
   parser), so request bodies, JSON or binary-tensor, are forwarded as raw bytes with only the URL
   rewritten, at a fraction of a general HTTP client's CPU per request.
 - gRPC passthrough: a grpc.aio channel with Triton's generated GRPCInferenceService stub, so
@@ -19,10 +19,10 @@ from tritonclient.grpc import aio as grpc_aio
 from tritonclient.grpc import service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from gateway.error_mapping import triton_unreachable
-from gateway.http_pool import HttpPool, RawResponse
-from gateway.settings import GatewaySettings
 from tritium.errors import RepositoryError, TritiumError, UnavailableError, UpstreamTimeoutError
+from tritium.gateway.error_mapping import triton_unreachable
+from tritium.gateway.http_pool import HttpPool, RawResponse
+from tritium.gateway.settings import GatewaySettings
 
 FORWARDED_REQUEST_HEADERS = (
     "content-type",

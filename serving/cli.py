@@ -47,7 +47,7 @@ def _tail(path: Path, stop: threading.Event) -> None:
 
 
 def _print_models(triton, repository: Path) -> None:
-    from serving.control import TritonControl
+    from tritium.serving.control import TritonControl
 
     with TritonControl(triton.grpc_url) as control:
         states = control.index()
@@ -67,7 +67,7 @@ def _print_models(triton, repository: Path) -> None:
 
 
 def _print_smoke(grpc_url: str) -> None:
-    from serving.smoke import smoke
+    from tritium.serving.smoke import smoke
 
     table = Table(title="One inference per model", title_justify="left")
     for column in ("model", "version", "outputs", "latency ms"):
@@ -112,11 +112,11 @@ def serve(
         "metrics_port": metrics_port or None,
     }
     if runtime is Runtime.docker:
-        from serving.docker_runtime import DEFAULT_IMAGE, DockerTriton
+        from tritium.serving.docker_runtime import DEFAULT_IMAGE, DockerTriton
 
         triton = DockerTriton(repository, image=image or DEFAULT_IMAGE, models=model, host=host, **ports)
     else:
-        from serving.local import LocalTriton
+        from tritium.serving.local import LocalTriton
 
         triton = LocalTriton(
             repository, models=model, host=host, log_file=log_file, work_dir=work_dir, **ports
@@ -159,7 +159,7 @@ def load(
     url: UrlOption = DEFAULT_GRPC_URL,
 ) -> None:
     """Load (or reload, picking up new versions) a model on a running Triton, over gRPC."""
-    from serving.models import load_model, served_versions
+    from tritium.serving.models import load_model, served_versions
 
     how = load_model(url, name, version)
     versions = ", ".join(served_versions(url, name)) or "none"
@@ -171,7 +171,7 @@ def unload(
     url: UrlOption = DEFAULT_GRPC_URL,
 ) -> None:
     """Unload a model from a running Triton, over gRPC."""
-    from serving.models import unload_model
+    from tritium.serving.models import unload_model
 
     unload_model(url, name)
     console.print(f"unloaded [bold]{name}[/]")

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tritium.errors import UnavailableError
+from tritium.extras import Extra, MissingExtraError
 
-_INSTALL_HINT = "install the serve extra: pip install -e '.[serve]'"
+_INSTALL_HINT = "reinstall the serve extra: pip install --force-reinstall 'tritium[serve]'"
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,8 @@ def find_distribution() -> TritonDistribution:
     """Locate the bundled Triton, or raise :class:`UnavailableError` saying how to install it."""
     try:
         import pytriton
-    except ImportError as exc:
-        raise UnavailableError(
-            "the local Triton is not installed (nvidia-pytriton)", hint=_INSTALL_HINT
-        ) from exc
+    except ModuleNotFoundError as exc:
+        raise MissingExtraError("pytriton", Extra.serve, what="the local Triton") from exc
     dist = TritonDistribution(Path(pytriton.__file__).resolve().parent / "tritonserver")
     if not dist.binary.is_file():
         raise UnavailableError(f"no tritonserver binary at {dist.binary}", hint=_INSTALL_HINT)

@@ -6,7 +6,7 @@ the NVIDIA runtime. Without a reachable engine, :func:`docker_client` raises one
 :class:`UnavailableError` line pointing to ``--runtime local``.
 
 Public API: ``DockerTriton(repository, *, image=DEFAULT_IMAGE, ...)`` with the same context-manager
-shape, URLs and ``load``/``unload`` as :class:`serving.local.LocalTriton`.
+shape, URLs and ``load``/``unload`` as :class:`tritium.serving.local.LocalTriton`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from serving.control import TritonControl
-from serving.ports import ServerAddresses, free_port
 from tritium.errors import UnavailableError
+from tritium.extras import Extra, MissingExtraError
+from tritium.serving.control import TritonControl
+from tritium.serving.ports import ServerAddresses, free_port
 
 DEFAULT_IMAGE = os.environ.get("TRITON_IMAGE", "nvcr.io/nvidia/tritonserver:25.10-py3")
 MODELS_MOUNT = "/models"
@@ -30,10 +31,8 @@ def docker_client():
     try:
         import docker
         from docker.errors import DockerException
-    except ImportError as exc:
-        raise UnavailableError(
-            "the docker Python SDK is not installed", hint="pip install docker, or use --runtime local"
-        ) from exc
+    except ModuleNotFoundError as exc:
+        raise MissingExtraError("docker", Extra.serve, what="--runtime docker") from exc
     try:
         client = docker.from_env()
         client.ping()

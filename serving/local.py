@@ -2,7 +2,7 @@
 
 Public API (used by the CLI, the gateway's tests and the benchmarks)::
 
-    from serving.local import LocalTriton
+    from tritium.serving.local import LocalTriton
 
     with LocalTriton(Path("model_repository"), models=["digits"]) as triton:   # start + wait_ready
         triton.http_url      # "http://127.0.0.1:<port>"  (triton.http_address: "127.0.0.1:<port>")
@@ -15,7 +15,7 @@ Public API (used by the CLI, the gateway's tests and the benchmarks)::
 
 Ports default to free ephemeral ports on 127.0.0.1. Model control is explicit; a model that fails
 to load is reported in ``failed_models`` and the others keep serving. The runtime repository
-(see :mod:`serving.runtime_repo`) and the backend directory live in ``work_dir`` (a temporary
+(see :mod:`tritium.serving.runtime_repo`) and the backend directory live in ``work_dir`` (a temporary
 directory unless given); the canonical repository is only read.
 """
 
@@ -29,18 +29,18 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from serving import cleanup, registry
-from serving.control import TritonControl
-from serving.distribution import (
+from tritium.errors import NotFoundError, UnavailableError
+from tritium.serving import cleanup, registry
+from tritium.serving.control import TritonControl
+from tritium.serving.distribution import (
     TritonDistribution,
     check_numpy,
     find_distribution,
     prepare_backend_dir,
     server_environment,
 )
-from serving.ports import ServerAddresses, free_port
-from serving.runtime_repo import Derivation, derive, derive_model, model_names
-from tritium.errors import NotFoundError, UnavailableError
+from tritium.serving.ports import ServerAddresses, free_port
+from tritium.serving.runtime_repo import Derivation, derive, derive_model, model_names
 
 LOOPBACK = "127.0.0.1"
 

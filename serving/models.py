@@ -1,6 +1,6 @@
 """Load and unload models on a running Triton, local or not (what `tritium models load` does).
 
-For a local Triton started by ``tritium serve`` (found in :mod:`serving.registry`), the model is
+For a local Triton started by ``tritium serve`` (found in :mod:`tritium.serving.registry`), the model is
 re-derived from its canonical repository first, so new versions written by ``tritium build`` are
 served. Any other Triton (the official image) reads the canonical repository itself.
 """
@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from serving import registry
-from serving.control import TritonControl
-from serving.runtime_repo import derive_model, model_names
 from tritium.errors import NotFoundError
+from tritium.serving import registry
+from tritium.serving.control import TritonControl
+from tritium.serving.runtime_repo import derive_model, model_names
 
 
 def load_model(url: str, name: str, versions: Sequence[int] | None = None) -> str:

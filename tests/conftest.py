@@ -117,7 +117,7 @@ def tiny_repository_copy(tiny_repository: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def _triton_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Keep the records of local Tritons (see serving.registry) inside the test session."""
+    """Keep the records of local Tritons (see tritium.serving.registry) inside the test session."""
     previous = os.environ.get("TRITIUM_STATE_DIR")
     os.environ["TRITIUM_STATE_DIR"] = str(tmp_path_factory.mktemp("triton-state"))
     yield
@@ -129,7 +129,7 @@ def _triton_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
 
 @pytest.fixture(scope="session")
 def local_triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., object]]:
-    from serving.local import LocalTriton
+    from tritium.serving.local import LocalTriton
 
     started: list[LocalTriton] = []
 

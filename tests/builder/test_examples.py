@@ -6,8 +6,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from builder.pipeline import ACCEPTED, REJECTED
-from builder.repository import read_model
+from tritium.builder.pipeline import ACCEPTED, REJECTED
+from tritium.builder.repository import read_model
 
 pytestmark = pytest.mark.slow
 

@@ -1,8 +1,8 @@
 import pytest
 
-from builder.gate import gate
-from builder.metrics import Score
-from builder.recipe import MetricName
+from tritium.builder.gate import gate
+from tritium.builder.metrics import Score
+from tritium.builder.recipe import MetricName
 
 
 def _pair(metric, baseline, value, budget):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from builder.metrics import cosine, max_abs_error, neighbor_top1, score, top1
-from builder.recipe import MetricName
+from tritium.builder.metrics import cosine, max_abs_error, neighbor_top1, score, top1
+from tritium.builder.recipe import MetricName
 from tritium.errors import DatasetError
 
 

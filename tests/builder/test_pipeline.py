@@ -6,10 +6,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from builder.pipeline import ACCEPTED, REJECTED, build_recipe
-from builder.repository import read_model
 from tests.builder.test_repository import tree_digest
 from tests.builder.tiny_models import write_tiny_project
+from tritium.builder.pipeline import ACCEPTED, REJECTED, build_recipe
+from tritium.builder.repository import read_model
 from tritium.errors import BudgetError
 
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from builder.recipe import load_recipe, parse_recipe, variant_name
+from tritium.builder.recipe import load_recipe, parse_recipe, variant_name
 from tritium.errors import RecipeError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -7,8 +7,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from builder.recipe import DType, parse_recipe
-from builder.repository import (
+from tests.builder.test_recipe import MINIMAL
+from tritium.builder.recipe import DType, parse_recipe
+from tritium.builder.repository import (
     ModelWrite,
     NewVersion,
     list_models,
@@ -18,8 +19,7 @@ from builder.repository import (
     write_models,
     write_versions,
 )
-from builder.triton_config import build_config, parse_pbtxt
-from tests.builder.test_recipe import MINIMAL
+from tritium.builder.triton_config import build_config, parse_pbtxt
 from tritium.errors import NotFoundError, RepositoryError
 
 

@@ -1,9 +1,9 @@
 import pytest
 from google.protobuf import text_format
 
-from builder.recipe import DType, parse_recipe
-from builder.triton_config import build_config, parse_pbtxt, to_pbtxt, versions_to_serve
 from tests.builder.test_recipe import MINIMAL
+from tritium.builder.recipe import DType, parse_recipe
+from tritium.builder.triton_config import build_config, parse_pbtxt, to_pbtxt, versions_to_serve
 
 
 def _config(**triton):

@@ -1,4 +1,4 @@
-"""The metric names the rules and dashboards may use: the gateway's (read from gateway.metrics, the
+"""The metric names the rules and dashboards may use: the gateway's (read from tritium.gateway.metrics, the
 module that declares them) and Triton's, plus the names the recording rules define."""
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ _METRIC = re.compile(r"\b((?:tritium_gateway|nv)_[a-z_]+|[a-z_]+:[a-z0-9_]+:[a-z
 
 
 def gateway_metric_names() -> frozenset[str]:
-    """Every sample name the gateway exports, from the metric objects gateway.metrics declares."""
+    """Every sample name the gateway exports, from the metric objects tritium.gateway.metrics declares."""
     from prometheus_client.metrics import MetricWrapperBase
 
-    from gateway import metrics
+    from tritium.gateway import metrics
 
     names = set()
     for value in vars(metrics).values():
@@ -77,7 +77,7 @@ def assert_gateway_settings(variables: dict[str, str]) -> None:
     `${VAR:-default}` taken at its default)."""
     import pytest
 
-    from gateway.settings import ENV_PREFIX, GatewaySettings
+    from tritium.gateway.settings import ENV_PREFIX, GatewaySettings
 
     ours = {n: _COMPOSE_DEFAULT.sub(r"\1", v) for n, v in variables.items() if n.startswith(ENV_PREFIX)}
     unknown = [n for n in ours if n.removeprefix(ENV_PREFIX).lower() not in GatewaySettings.model_fields]

@@ -94,8 +94,8 @@ def test_grafana_reads_provisioning_and_dashboards(compose: dict) -> None:
 
 
 def test_gateway_points_at_triton_and_probes_a_real_endpoint(compose: dict) -> None:
-    from gateway.app import create_app
-    from gateway.settings import GatewaySettings
+    from tritium.gateway.app import create_app
+    from tritium.gateway.settings import GatewaySettings
 
     gateway = compose["services"]["gateway"]
     env = gateway["environment"]

@@ -1,6 +1,8 @@
-"""deploy/gateway/Dockerfile: the gateway image installs only the `gateway` extra. No Docker engine
-runs here, so the test checks the Dockerfile's instructions and then runs the gateway with every
-package the image does not ship made unimportable (torch, onnxruntime, serving, ...)."""
+"""deploy/gateway/Dockerfile: the gateway image installs the project's wheel with only the `gateway`
+extra. No Docker engine runs here, so the test checks the Dockerfile's instructions and then runs the
+gateway with every package the image does not ship made unimportable (torch, onnxruntime, ...) and
+with the builder's and serving's code beyond their command registration blocked too.
+tests/core/test_packaging.py installs the same wheel the same way into a fresh virtualenv."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import sys
 from tests.deploy.conftest import DEPLOY, REPO
 
 DOCKERFILE = DEPLOY / "gateway" / "Dockerfile"
+# Matched as dotted prefixes: "tritium.serving" blocks every module under it.
 NOT_IN_IMAGE = (
     "torch",
     "onnx",
@@ -21,15 +24,20 @@ NOT_IN_IMAGE = (
     "transformers",
     "matplotlib",
     "pytriton",
-    "serving",
+    "docker",
+    "tritium.serving",
+    "tritium.builder",
 )
+# The gateway image ships the whole wheel, so `tritium --help` registers every command: only the
+# packages' __init__ and their cli modules (typer and rich, nothing else) may load.
+ALLOWED = ("tritium.serving", "tritium.serving.cli", "tritium.builder", "tritium.builder.cli")
 
 _RUN_WITHOUT = """
 import importlib.abc, sys
-blocked = set({blocked!r})
+blocked, allowed = {blocked!r}, {allowed!r}
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in blocked:
+        if name not in allowed and any(name == b or name.startswith(b + ".") for b in blocked):
             raise ImportError(f"{{name}} is not in the gateway image")
 sys.meta_path.insert(0, Block())
 {body}
@@ -52,21 +60,23 @@ def _copied_sources() -> set[str]:
 
 
 def _run_without_heavy_packages(body: str) -> subprocess.CompletedProcess[str]:
-    code = _RUN_WITHOUT.format(blocked=NOT_IN_IMAGE, body=body)
+    code = _RUN_WITHOUT.format(blocked=NOT_IN_IMAGE, allowed=ALLOWED, body=body)
     return subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
     )
 
 
-def test_dockerfile_installs_only_the_gateway_extra() -> None:
+def test_dockerfile_installs_the_wheel_with_only_the_gateway_extra() -> None:
     instructions = _instructions()
-    runs = " ".join(args for op, args in instructions if op == "RUN")
-    assert re.search(r'pip install "\.\[gateway\]"', runs)
-    assert "torch" not in runs
+    runs = [args for op, args in instructions if op == "RUN"]
+    assert any(re.search(r"pip wheel --no-deps --wheel-dir /dist \.$", run) for run in runs), runs
+    installs = [run for run in runs if "pip install" in run]
+    assert installs and all(re.search(r'pip install "\$\(ls /dist/tritium-\*\.whl\)\[gateway\]"', run) for run in installs)
+    assert not any("torch" in run for run in runs)
     sources = _copied_sources()
-    assert {"pyproject.toml", "tritium", "gateway"} <= sources
+    # The wheel is built from exactly the packaged folders (pyproject's package-dir) and nothing else.
+    assert sources == {"pyproject.toml", "README.md", "core", "builder", "serving", "gateway"}
     assert all((REPO / source).exists() for source in sources), sources
-    assert "serving" not in sources and "model_repository" not in sources
 
 
 def test_dockerfile_runs_as_non_root_with_a_healthcheck() -> None:
@@ -90,8 +100,8 @@ def test_dockerignore_sends_only_what_the_image_copies() -> None:
 def test_gateway_app_and_health_work_without_torch(tmp_path) -> None:
     body = f"""
 from fastapi.testclient import TestClient
-from gateway.app import create_app
-from gateway.settings import load_settings
+from tritium.gateway.app import create_app
+from tritium.gateway.settings import load_settings
 settings = load_settings(route_file={str(tmp_path / "routes.yaml")!r}, grpc_port=None, triton_http_url="127.0.0.1:9")
 with TestClient(create_app(settings)) as client:
     live = client.get("/v2/health/live")
@@ -104,8 +114,11 @@ print(live.status_code, "tritium_gateway_in_flight_requests" in metrics.text)
 
 
 def test_blocked_imports_really_fail() -> None:
-    result = _run_without_heavy_packages("import torch")
-    assert result.returncode != 0 and "not in the gateway image" in result.stderr
+    for module in ("torch", "tritium.serving.local", "tritium.builder.pipeline"):
+        result = _run_without_heavy_packages(f"import {module}")
+        assert result.returncode != 0 and "not in the gateway image" in result.stderr, module
+    result = _run_without_heavy_packages("import tritium.serving.cli, tritium.builder.cli")
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_image_command_runs_without_torch() -> None:

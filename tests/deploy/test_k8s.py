@@ -112,7 +112,7 @@ def test_gpu_overlay_requests_a_gpu_and_cpu_does_not(kubectl: str) -> None:
 
 
 def test_gateway_reads_routes_from_the_configmap_and_token_from_a_secret(objects: dict) -> None:
-    from gateway.routes import validated_table
+    from tritium.gateway.routes import validated_table
 
     deployment = _one(objects, "Deployment", "tritium-gateway")
     gateway = _container(deployment, "gateway")

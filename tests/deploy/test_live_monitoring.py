@@ -40,7 +40,7 @@ class Prometheus:
     """A real Prometheus on a free loopback port, scraping every second."""
 
     def __init__(self, binary: str, config: dict, work_dir: Path) -> None:
-        from serving.ports import free_port
+        from tritium.serving.ports import free_port
 
         self.port = free_port("127.0.0.1")
         self.url = f"http://127.0.0.1:{self.port}"
@@ -136,8 +136,8 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(prometheus_binary: str, local_triton, tiny_repository: Path, tmp_path_factory) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
-    from gateway.settings import load_settings
-    from serving.ports import free_port
+    from tritium.gateway.settings import load_settings
+    from tritium.serving.ports import free_port
 
     work = tmp_path_factory.mktemp("live-monitoring")
     triton = local_triton(tiny_repository)

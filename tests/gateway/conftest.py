@@ -22,9 +22,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.settings import load_settings
-from serving import cleanup
 from tests.gateway.running import RunningGateway
+from tritium.gateway.settings import load_settings
+from tritium.serving import cleanup
 
 ECHO_MODEL = """
 import json

@@ -1,4 +1,4 @@
-"""The real gateway app (gateway.app.create_app) served by uvicorn in a background thread."""
+"""The real gateway app (tritium.gateway.app.create_app) served by uvicorn in a background thread."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import time
 
 import uvicorn
 
-from gateway.app import create_app
-from gateway.settings import GatewaySettings
+from tritium.gateway.app import create_app
+from tritium.gateway.settings import GatewaySettings
 
 
 class RunningGateway:

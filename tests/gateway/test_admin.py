@@ -5,8 +5,8 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-from gateway.error_mapping import VARIANT_HEADER
 from tests.gateway.ab_routes import CANARY_READY_ROUTES, ECHO_BODY
+from tritium.gateway.error_mapping import VARIANT_HEADER
 
 ADMIN_TOKEN = "test-admin-token"  # the token the gateway_factory fixture configures
 

@@ -12,11 +12,11 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-from gateway import canary
-from gateway import store as store_module
-from gateway.error_mapping import VARIANT_HEADER
-from gateway.routes import save_table
 from tests.gateway.ab_routes import CANARY_READY_ROUTES, ECHO_BODY
+from tritium.gateway import canary
+from tritium.gateway import store as store_module
+from tritium.gateway.error_mapping import VARIANT_HEADER
+from tritium.gateway.routes import save_table
 
 ADMIN_TOKEN = "test-admin-token"  # the token the gateway_factory fixture configures
 AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}", "x-tritium-actor": "tester"}

@@ -5,9 +5,9 @@ import socket
 
 import yaml
 
-from gateway.app import create_app
-from gateway.settings import load_settings
 from tests.gateway.conftest import free_port
+from tritium.gateway.app import create_app
+from tritium.gateway.settings import load_settings
 
 ROUTES = {
     "routes": {"echo": {"targets": [{"alias": "stable", "model": "echo", "version": "1", "weight": 100}]}}

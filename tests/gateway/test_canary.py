@@ -1,9 +1,9 @@
 import pytest
 
-from gateway import canary
-from gateway.routes import CanaryPolicy, CanaryState, Route, Target
-from gateway.stats import WindowSummary
 from tritium.errors import RepositoryError, UserInputError
+from tritium.gateway import canary
+from tritium.gateway.routes import CanaryPolicy, CanaryState, Route, Target
+from tritium.gateway.stats import WindowSummary
 
 POLICY = CanaryPolicy(
     steps=(5, 25, 50, 100),

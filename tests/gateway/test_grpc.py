@@ -14,9 +14,9 @@ from prometheus_client import REGISTRY
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from gateway.grpc_service import VARIANT_PARAMETER
 from tests.gateway.ab_routes import AB_ROUTES as ROUTES
 from tests.gateway.ab_routes import MULTIPLIER, X
+from tritium.gateway.grpc_service import VARIANT_PARAMETER
 
 
 @pytest.fixture

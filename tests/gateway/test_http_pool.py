@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from gateway.http_pool import HttpPool
+from tritium.gateway.http_pool import HttpPool
 
 BODY = json.dumps(
     {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}

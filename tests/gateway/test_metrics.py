@@ -8,7 +8,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
-from gateway import metrics
+from tritium.gateway import metrics
 
 CONTRACT = {
     "tritium_gateway_requests": ("counter", {"model", "version", "variant", "protocol", "status"}),

@@ -10,8 +10,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
-from gateway.error_mapping import VARIANT_HEADER
 from tests.gateway.ab_routes import AB_ROUTES, MULTIPLIER, X
+from tritium.gateway.error_mapping import VARIANT_HEADER
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-from gateway.error_mapping import VARIANT_HEADER
+from tritium.gateway.error_mapping import VARIANT_HEADER
 
 AUTH = {"authorization": "Bearer test-admin-token"}
 BODY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 1, 1, 1]}]}

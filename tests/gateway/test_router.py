@@ -3,8 +3,15 @@ from collections import Counter
 
 import pytest
 
-from gateway.router import DIRECT_VARIANT, decide, resolve, shadow_decision, sticky_target, weighted_target
-from gateway.routes import Route, RouteTable, Shadow, Target
+from tritium.gateway.router import (
+    DIRECT_VARIANT,
+    decide,
+    resolve,
+    shadow_decision,
+    sticky_target,
+    weighted_target,
+)
+from tritium.gateway.routes import Route, RouteTable, Shadow, Target
 
 KEYS = [f"user-{i}" for i in range(20_000)]
 
@@ -71,7 +78,7 @@ def test_sticky_hash_is_stable_across_processes():
     import sys
 
     code = (
-        "from gateway.router import sticky_target;from gateway.routes import Route,Target;"
+        "from tritium.gateway.router import sticky_target;from tritium.gateway.routes import Route,Target;"
         "r=Route(targets=(Target(alias='stable',model='m',version='1',weight=50),"
         "Target(alias='canary',model='m',version='2',weight=50)));"
         "print(','.join(sticky_target('m',r.targets,f'k{i}').alias for i in range(50)))"

@@ -1,7 +1,8 @@
 import pytest
 import yaml
 
-from gateway.routes import (
+from tritium.errors import UserInputError
+from tritium.gateway.routes import (
     CanaryPolicy,
     Route,
     Target,
@@ -10,7 +11,6 @@ from gateway.routes import (
     validated_route,
     validated_table,
 )
-from tritium.errors import UserInputError
 
 
 def _route(**extra):

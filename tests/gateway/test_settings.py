@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.settings import load_settings
 from tritium.errors import UserInputError
+from tritium.gateway.settings import load_settings
 
 
 def test_defaults():

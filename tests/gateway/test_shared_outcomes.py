@@ -2,8 +2,8 @@
 
 import pytest
 
-from gateway.shared_outcomes import SharedOutcomes
-from gateway.stats import LATENCY_RESOLUTION, OutcomeWindows
+from tritium.gateway.shared_outcomes import SharedOutcomes
+from tritium.gateway.stats import LATENCY_RESOLUTION, OutcomeWindows
 
 
 def _publish(shared: SharedOutcomes, windows: OutcomeWindows, now: float) -> None:

@@ -3,7 +3,7 @@ from collections import Counter
 
 import pytest
 
-from gateway.stats import LATENCY_RESOLUTION, OutcomeWindows, binned_p99, latency_bin, p99
+from tritium.gateway.stats import LATENCY_RESOLUTION, OutcomeWindows, binned_p99, latency_bin, p99
 
 
 def test_p99_nearest_rank():

@@ -1,9 +1,9 @@
 import pytest
 import yaml
 
-from gateway.routes import Route, Target
-from gateway.store import RouteStore
 from tritium.errors import RepositoryError, UserInputError
+from tritium.gateway.routes import Route, Target
+from tritium.gateway.store import RouteStore
 
 
 def _route(weight: int) -> Route:

@@ -7,11 +7,11 @@ import time
 import pytest
 import yaml
 
-from gateway import canary
-from gateway import store as store_module
-from gateway.routes import CanaryPolicy, Route, Target, save_table
-from gateway.store import RouteConflictError, RouteStore
 from tritium.errors import RepositoryError
+from tritium.gateway import canary
+from tritium.gateway import store as store_module
+from tritium.gateway.routes import CanaryPolicy, Route, Target, save_table
+from tritium.gateway.store import RouteConflictError, RouteStore
 
 POLICY = CanaryPolicy(steps=(10, 100), window_s=600)
 

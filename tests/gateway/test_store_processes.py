@@ -6,8 +6,8 @@ import multiprocessing
 import pytest
 import yaml
 
-from gateway.routes import Route, Target
-from gateway.store import RouteConflictError, RouteStore
+from tritium.gateway.routes import Route, Target
+from tritium.gateway.store import RouteConflictError, RouteStore
 
 
 def _route(weight: int, model: str = "m") -> Route:

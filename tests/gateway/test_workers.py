@@ -191,8 +191,8 @@ def test_workers_need_fixed_ports_and_a_usable_state_dir(triton, tmp_path):
 
 
 def test_a_worker_that_cannot_start_says_why_for_the_exit_code(triton, tmp_path):
-    from gateway.settings import load_settings, startup_failure_file
     from tests.gateway.running import RunningGateway
+    from tritium.gateway.settings import load_settings, startup_failure_file
 
     routes = tmp_path / "routes.yaml"
     routes.write_text("routes: {echo: {targets: [{alias: stable, model: echo, weight: 30}]}}")

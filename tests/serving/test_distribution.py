@@ -4,14 +4,14 @@ import sysconfig
 
 import pytest
 
-from serving.distribution import (
+from tritium.errors import UnavailableError
+from tritium.serving.distribution import (
     check_numpy,
     current_python_version,
     find_distribution,
     prepare_backend_dir,
     server_environment,
 )
-from tritium.errors import UnavailableError
 
 
 def test_backend_dir_links_the_stub_for_this_python_without_touching_site_packages(tmp_path):

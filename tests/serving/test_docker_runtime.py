@@ -2,9 +2,9 @@
 
 import pytest
 
-from serving.docker_runtime import DockerTriton, container_options, docker_client, has_nvidia_runtime
 from tritium.cli import main
 from tritium.errors import UnavailableError
+from tritium.serving.docker_runtime import DockerTriton, container_options, docker_client, has_nvidia_runtime
 
 
 @pytest.fixture

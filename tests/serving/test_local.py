@@ -12,8 +12,8 @@ import tritonclient.grpc.aio as grpcaio
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from serving import cleanup
 from tritium.errors import NotFoundError, RepositoryError
+from tritium.serving import cleanup
 
 X = np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32)
 
@@ -233,7 +233,7 @@ def test_prometheus_metrics_count_the_requests(tiny_triton, grpc):
 
 
 def test_a_failed_start_leaves_no_work_directory(tiny_repository):
-    from serving.local import LocalTriton
+    from tritium.serving.local import LocalTriton
 
     triton = LocalTriton(tiny_repository, models=["nope"])
     assert triton.work_dir is None

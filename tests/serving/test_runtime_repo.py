@@ -5,8 +5,8 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from serving.runtime_repo import derive, derive_model, read_config, runtime_config
 from tritium.errors import NotFoundError, RepositoryError
+from tritium.serving.runtime_repo import derive, derive_model, read_config, runtime_config
 
 CANONICAL = """
 name: "digits"

@@ -8,7 +8,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
-from serving.runtime_repo import read_config
+from tritium.serving.runtime_repo import read_config
 
 pytestmark = pytest.mark.slow
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from serving import cleanup, registry
-from serving.control import TritonControl
-from serving.ports import free_port
 from tritium.cli import main
+from tritium.serving import cleanup, registry
+from tritium.serving.control import TritonControl
+from tritium.serving.ports import free_port
 
 
 def test_serve_check_infers_once_per_model_and_stops(tiny_repository, capsys):

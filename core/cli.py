@@ -10,8 +10,10 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from tritium.errors import TritiumError
+from tritium.extras import extra_for_missing
 
 app = typer.Typer(
     name="tritium",
@@ -26,30 +28,39 @@ err_console = Console(stderr=True)
 
 
 def _register() -> None:
-    from builder import cli as builder_cli
+    # Each concern's cli module imports only typer and rich at module level, so every command is
+    # registered whatever extras are installed; an import error here is a bug and must crash.
+    from tritium.builder import cli as builder_cli
+    from tritium.gateway import cli as gateway_cli
+    from tritium.serving import cli as serving_cli
 
     builder_cli.register(app, models_app)
-    try:
-        from serving import cli as serving_cli
-    except ImportError:  # serving extra not installed
-        pass
-    else:
-        serving_cli.register(app, models_app)
-    try:
-        from gateway import cli as gateway_cli
-    except ImportError:  # gateway extra not installed
-        pass
-    else:
-        gateway_cli.register(app, models_app)
+    serving_cli.register(app, models_app)
+    gateway_cli.register(app, models_app)
+
+
+def _print_error(exc: TritiumError) -> int:
+    # escape: messages quote user text and hints like `pip install 'tritium[serve]'`, not markup
+    err_console.print(f"[bold red]error:[/] {escape(exc.one_line())}", highlight=False, soft_wrap=True)
+    return exc.exit_code
+
+
+def _command(argv: list[str]) -> str | None:
+    return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
 def main(argv: list[str] | None = None) -> int:
     _register()
+    args = sys.argv[1:] if argv is None else argv
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=args, standalone_mode=False)
     except TritiumError as exc:
-        err_console.print(f"[bold red]error:[/] {exc.one_line()}", highlight=False, soft_wrap=True)
-        return exc.exit_code
+        return _print_error(exc)
+    except ModuleNotFoundError as exc:
+        missing = extra_for_missing(exc, command=_command(args))
+        if missing is None:
+            raise
+        return _print_error(missing)
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
