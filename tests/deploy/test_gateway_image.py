@@ -71,7 +71,9 @@ def test_dockerfile_installs_the_wheel_with_only_the_gateway_extra() -> None:
     runs = [args for op, args in instructions if op == "RUN"]
     assert any(re.search(r"pip wheel --no-deps --wheel-dir /dist \.$", run) for run in runs), runs
     installs = [run for run in runs if "pip install" in run]
-    assert installs and all(re.search(r'pip install "\$\(ls /dist/tritium-\*\.whl\)\[gateway\]"', run) for run in installs)
+    assert installs and all(
+        re.search(r'pip install "\$\(ls /dist/tritium-\*\.whl\)\[gateway\]"', run) for run in installs
+    )
     assert not any("torch" in run for run in runs)
     sources = _copied_sources()
     # The wheel is built from exactly the packaged folders (pyproject's package-dir) and nothing else.
