@@ -93,12 +93,47 @@ class PayloadTooLargeError(UserInputError):
     grpc_status = "RESOURCE_EXHAUSTED"
 
 
+class UnsupportedMediaTypeError(UserInputError):
+    """A request encoding (e.g. `Content-Encoding: br`) the gateway does not accept."""
+
+    http_status = 415
+
+
+class RequestTimeoutError(UserInputError):
+    """The client did not send its whole request in time."""
+
+    http_status = 408
+    grpc_status = "DEADLINE_EXCEEDED"
+
+
+class MethodNotAllowedError(UserInputError):
+    """The endpoint exists but not for this method; ``allow`` lists the methods it takes."""
+
+    http_status = 405
+
+    def __init__(self, message: str, *, allow: tuple[str, ...], hint: str | None = None) -> None:
+        self.allow = allow
+        super().__init__(message, hint=hint)
+
+
 class UnavailableError(TritiumError):
     """A dependency (Triton, Docker, a port) is not there or not ready."""
 
     exit_code = 6
     http_status = 503
     grpc_status = "UNAVAILABLE"
+
+
+class ModelNotReadyError(UnavailableError):
+    """Triton holds the model but the version asked for is not loaded (or not ready)."""
+
+
+class OverloadedError(UnavailableError):
+    """The gateway sheds this request to stay within its memory budget; the client may retry."""
+
+    def __init__(self, message: str, *, retry_after_s: int = 1, hint: str | None = None) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message, hint=hint)
 
 
 class UpstreamError(TritiumError):

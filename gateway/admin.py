@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,7 +14,15 @@ from tritium.errors import NotFoundError
 from tritium.gateway import canary, metrics
 from tritium.gateway.auth import check_admin, presented_credential
 from tritium.gateway.core import Gateway
-from tritium.gateway.routes import Route, RouteTable, Shadow, table_to_data, validated_policy, validated_route
+from tritium.gateway.routes import (
+    MODEL_NAME_PATTERN,
+    Route,
+    RouteTable,
+    Shadow,
+    table_to_data,
+    validated_policy,
+    validated_route,
+)
 from tritium.gateway.store import ANY_ROUTE, BasedOn
 
 
@@ -32,6 +40,7 @@ async def _actor(request: Request, gateway: Annotated[Gateway, Depends(_gateway)
 
 Actor = Annotated[str, Depends(_actor)]
 GatewayDep = Annotated[Gateway, Depends(_gateway)]
+ModelName = Annotated[str, Path(pattern=f"^{MODEL_NAME_PATTERN}$", description="a model (route) name")]
 
 
 class _Body(BaseModel):
@@ -94,7 +103,7 @@ async def list_routes(gateway: GatewayDep, _: Actor) -> dict:
 
 
 @router.get("/routes/{model}")
-async def show_route(model: str, gateway: GatewayDep, _: Actor) -> dict:
+async def show_route(model: ModelName, gateway: GatewayDep, _: Actor) -> dict:
     route = _route(gateway, model)
     data = _route_data(model, route)
     if route.canary is not None:
@@ -117,13 +126,13 @@ def vars_of(summary) -> dict:  # type: ignore[no-untyped-def]
 
 
 @router.put("/routes/{model}")
-async def put_route(model: str, body: dict, gateway: GatewayDep, who: Actor) -> dict:
+async def put_route(model: ModelName, body: dict, gateway: GatewayDep, who: Actor) -> dict:
     new = validated_route(body)  # a full declaration: it replaces whatever is there (last writer wins)
     return await _replace(gateway, model, "put", who, new, based_on=ANY_ROUTE, detail="route replaced")
 
 
 @router.delete("/routes/{model}")
-async def delete_route(model: str, gateway: GatewayDep, who: Actor) -> dict:
+async def delete_route(model: ModelName, gateway: GatewayDep, who: Actor) -> dict:
     _route(gateway, model)
     await gateway.store.change(model, "delete", who, lambda table: table.with_route(model, None))
     await gateway.forget_windows(model)
@@ -131,7 +140,7 @@ async def delete_route(model: str, gateway: GatewayDep, who: Actor) -> dict:
 
 
 @router.post("/routes/{model}/weights")
-async def set_weights(model: str, body: WeightsChange, gateway: GatewayDep, who: Actor) -> dict:
+async def set_weights(model: ModelName, body: WeightsChange, gateway: GatewayDep, who: Actor) -> dict:
     route = _route(gateway, model)
     new = route.with_weights(body.weights)
     detail = ", ".join(f"{alias}={weight}" for alias, weight in body.weights.items())
@@ -139,7 +148,7 @@ async def set_weights(model: str, body: WeightsChange, gateway: GatewayDep, who:
 
 
 @router.post("/routes/{model}/shadow")
-async def set_shadow(model: str, body: ShadowChange, gateway: GatewayDep, who: Actor) -> dict:
+async def set_shadow(model: ModelName, body: ShadowChange, gateway: GatewayDep, who: Actor) -> dict:
     route = _route(gateway, model)
     new = validated_route({**route.model_dump(), "shadow": body.shadow.model_dump() if body.shadow else None})
     detail = f"{body.shadow.model}:{body.shadow.version} x{body.shadow.fraction}" if body.shadow else "off"
@@ -147,7 +156,7 @@ async def set_shadow(model: str, body: ShadowChange, gateway: GatewayDep, who: A
 
 
 @router.post("/routes/{model}/canary")
-async def start_canary(model: str, body: CanaryStart, gateway: GatewayDep, who: Actor) -> dict:
+async def start_canary(model: ModelName, body: CanaryStart, gateway: GatewayDep, who: Actor) -> dict:
     route = _route(gateway, model)
     overrides = body.model_dump(exclude={"stable", "canary"}, exclude_none=True)
     policy = validated_policy({**gateway.settings.canary.model_dump(), **overrides})
@@ -157,7 +166,9 @@ async def start_canary(model: str, body: CanaryStart, gateway: GatewayDep, who: 
 
 
 @router.post("/routes/{model}/canary/promote")
-async def promote_canary(model: str, gateway: GatewayDep, who: Actor, body: Reason | None = None) -> dict:
+async def promote_canary(
+    model: ModelName, gateway: GatewayDep, who: Actor, body: Reason | None = None
+) -> dict:
     reason = body.reason if body else "manual"
     route = _route(gateway, model)
     new = canary.promote(route, now=time.time(), reason=f"promoted by {who}: {reason}", name=model)
@@ -165,7 +176,9 @@ async def promote_canary(model: str, gateway: GatewayDep, who: Actor, body: Reas
 
 
 @router.post("/routes/{model}/canary/rollback")
-async def rollback_canary(model: str, gateway: GatewayDep, who: Actor, body: Reason | None = None) -> dict:
+async def rollback_canary(
+    model: ModelName, gateway: GatewayDep, who: Actor, body: Reason | None = None
+) -> dict:
     reason = body.reason if body else "manual"
     route = _route(gateway, model)
     new = canary.rollback(route, now=time.time(), reason=f"rolled back by {who}: {reason}", name=model)
@@ -180,14 +193,16 @@ async def list_models(gateway: GatewayDep, _: Actor) -> dict:
 
 
 @router.post("/models/{model}/load")
-async def load_model(model: str, gateway: GatewayDep, who: Actor) -> dict:
+async def load_model(model: ModelName, gateway: GatewayDep, who: Actor) -> dict:
+    """Load (or reload) a model from Triton's repository, as it is there: no overrides."""
     await gateway.upstream.load_model(model)
     await gateway.store.audit_only(model, "load", who)
     return {"model": model, "loaded": True}
 
 
 @router.post("/models/{model}/unload")
-async def unload_model(model: str, gateway: GatewayDep, who: Actor) -> dict:
+async def unload_model(model: ModelName, gateway: GatewayDep, who: Actor) -> dict:
+    await gateway.require_in_repository(model)  # 404, not audited, for a name Triton does not hold
     await gateway.upstream.unload_model(model)
     await gateway.store.audit_only(model, "unload", who)
     return {"model": model, "unloaded": True}

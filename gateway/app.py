@@ -8,10 +8,11 @@ import logging
 import socket
 import sqlite3
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
 import grpc
+import uvicorn
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
@@ -39,11 +40,12 @@ async def _metrics(_: Request) -> Response:
 async def start_grpc(gateway: Gateway, settings: GatewaySettings) -> grpc.aio.Server:
     shared_port = settings.workers > 1
     server = grpc.aio.server(
+        interceptors=[grpc_service.ErrorInterceptor()],
         options=[
             ("grpc.max_receive_message_length", settings.max_payload_bytes),
             ("grpc.max_send_message_length", -1),
             ("grpc.so_reuseport", 1 if shared_port else 0),
-        ]
+        ],
     )
     grpc_service.add_to_server(server, gateway)
     address = f"{settings.host}:{settings.grpc_port}"
@@ -99,12 +101,78 @@ async def open_gateway(settings: GatewaySettings, resources: contextlib.AsyncExi
     if settings.workers > 1:
         leadership = await _share_with_other_workers(gateway, settings, resources)
     _in_background(resources, store.watch(settings.route_refresh_s))
+    _in_background(resources, gateway.refresh_known_models())
     controller = CanaryController(store, gateway.window_summary, settings.canary_interval_s, leadership)
     _in_background(resources, controller.run())
     if settings.grpc_port is not None:
         grpc_server = await start_grpc(gateway, settings)
         resources.push_async_callback(grpc_server.stop, grace=1.0)
+    if settings.admin_port is not None:
+        await start_admin(gateway, settings, resources)
     return gateway
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """A uvicorn server inside the gateway's event loop: the process's own server handles signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def start_admin(
+    gateway: Gateway, settings: GatewaySettings, resources: contextlib.AsyncExitStack
+) -> None:
+    """The admin API on its own listener (`admin_port`), e.g. for a NetworkPolicy that exposes only
+    the inference port. Workers share it like the gRPC port (SO_REUSEPORT)."""
+    assert settings.admin_port is not None
+    shared_port = settings.workers > 1
+    why = unbindable(settings.host, settings.admin_port) if settings.admin_port and not shared_port else None
+    sock = None
+    if why is None:
+        try:
+            sock = _listening_socket(settings.host, settings.admin_port, reuse_port=shared_port)
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+    if sock is None:
+        raise UnavailableError(
+            f"cannot serve the admin API on {settings.host}:{settings.admin_port}: {why}",
+            hint="choose another --admin-port, or stop what listens there",
+        )
+    gateway.admin_port = sock.getsockname()[1]
+    config = uvicorn.Config(create_admin_app(gateway), lifespan="off", access_log=False, log_level="warning")
+    server = _EmbeddedServer(config)
+    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+
+    async def stop() -> None:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        sock.close()
+
+    resources.push_async_callback(stop)
+    while not server.started:  # bound: the socket is listening already, startup is in-process
+        if task.done():
+            await task
+            raise UnavailableError(f"the admin API on port {gateway.admin_port} did not start")
+        await asyncio.sleep(0.01)
+    log.info("admin API on %s:%s", settings.host, gateway.admin_port)
+
+
+def _listening_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 async def _share_with_other_workers(
@@ -218,6 +286,7 @@ def worker_app() -> GatewayApp:
 
 
 def create_app(settings: GatewaySettings) -> GatewayApp:
+    """The inference app; it serves the admin API too unless that has a port of its own."""
     app = GatewayApp(
         title="Tritium gateway",
         docs_url=None,  # served by the admin router, behind the admin token
@@ -228,5 +297,15 @@ def create_app(settings: GatewaySettings) -> GatewayApp:
     install_handlers(app)
     app.router.routes.extend(rest.protocol_routes())
     app.add_route("/metrics", _metrics, methods=["GET"])
+    if settings.admin_port is None:
+        app.include_router(admin.router)
+    return app
+
+
+def create_admin_app(gateway: Gateway) -> FastAPI:
+    """The admin API alone, on `admin_port`, sharing the inference app's gateway state."""
+    app = FastAPI(title="Tritium gateway admin API", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.gateway = gateway
+    install_handlers(app)
     app.include_router(admin.router)
     return app

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
-from tritium.errors import RepositoryError
-from tritium.gateway import metrics, router
+from tritium.errors import NotFoundError, OverloadedError, RepositoryError, TritiumError
+from tritium.gateway import admission, metrics, router
 from tritium.gateway.auth import check_api_key, presented_credential
-from tritium.gateway.labels import UNKNOWN, confirmed_labels
+from tritium.gateway.body import BodyLimits, ByteBudget
+from tritium.gateway.labels import OTHER, KnownModels, request_labels
+from tritium.gateway.outcomes import Outcome, outcome_of
 from tritium.gateway.router import Decision
 from tritium.gateway.routes import Route
 from tritium.gateway.settings import GatewaySettings
@@ -19,6 +23,26 @@ from tritium.gateway.shared_outcomes import SharedOutcomes
 from tritium.gateway.stats import OutcomeWindows, WindowSummary
 from tritium.gateway.store import RouteStore
 from tritium.gateway.upstream import Upstream
+
+log = logging.getLogger("tritium.gateway")
+
+
+class Call:
+    """One inference request as the gateway accounts for it: set what is known, then `finish()`."""
+
+    __slots__ = ("decision", "error", "gateway", "name", "protocol", "started", "upstream_s")
+
+    def __init__(self, gateway: Gateway, name: str, protocol: str) -> None:
+        self.gateway = gateway
+        self.name = name
+        self.protocol = protocol
+        self.started = time.perf_counter()
+        self.decision: Decision | None = None
+        self.upstream_s: float | None = None
+        self.error: TritiumError | None = None
+
+    def finish(self) -> None:
+        self.gateway.record(self, time.perf_counter() - self.started)
 
 
 class Gateway:
@@ -32,8 +56,13 @@ class Gateway:
         self.api_keys = settings.api_key_values()
         self.admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
         self.grpc_port: int | None = None
+        self.admin_port: int | None = None
+        self.budget = ByteBudget(settings.max_inflight_body_bytes)
+        self.body_limits = BodyLimits(settings.max_payload_bytes, settings.body_timeout_s)
+        self.known = KnownModels()
+        self.index_wanted = asyncio.Event()  # a name Triton answered for is not known yet: read the index
         self._random = random.random
-        self._metric_children: dict[tuple[str, str, str, str, int], tuple] = {}
+        self._metric_children: dict[tuple[str, str, str, str, str, str], tuple] = {}
 
     async def window_summary(self, model: str, variant: str, since: float) -> WindowSummary:
         """A variant's canary window, over every gateway process when there are several."""
@@ -58,10 +87,17 @@ class Gateway:
             else self.settings.sticky_header
         )
 
+    def admit(self, model: str, version: str) -> None:
+        """Names and versions are checked before anything else is done with a request."""
+        admission.check_model_name(model)
+        admission.check_version(model, version, self.store.table.routes.get(model))
+
     def decide(self, model: str, version: str, sticky_key: str | None) -> Decision:
+        self.admit(model, version)
         return router.decide(self.store.table, model, version, sticky_key, self._random())
 
     def resolve(self, model: str, version: str) -> Decision:
+        self.admit(model, version)
         return router.resolve(self.store.table, model, version)
 
     def shadow_for(self, model: str) -> Decision | None:
@@ -70,41 +106,78 @@ class Gateway:
             return None
         return router.shadow_decision(table, model, self._random())
 
-    def record(
-        self,
-        decision: Decision | None,
-        model: str,
-        protocol: str,
-        status: int,
-        total_s: float,
-        upstream_s: float | None,
-    ) -> None:
+    def record(self, call: Call, total_s: float) -> None:
+        decision, error = call.decision, call.error
+        outcome = outcome_of(error)
+        status = 200 if error is None else error.http_status
         routes = self.store.table.routes
-        if decision is None:  # refused before routing (credentials, body): only a routed name is a label
-            variant = version = ""
-            routed = model in routes
-            if not routed:
-                model = UNKNOWN
-        else:
-            variant, version, model = decision.variant, decision.version, decision.public_model
-            routed = model in routes
-            if not routed or decision.client_version:  # labels must not grow with what clients send
-                model, version, variant = confirmed_labels(decision, routed, status, upstream_s is not None)
-        key = (model, version, variant, protocol, status)
+        model, version, variant = request_labels(decision, call.name, routes.keys(), self.known)
+        if model == OTHER and outcome is Outcome.OK:
+            self.index_wanted.set()  # Triton served a name the index did not list: loaded since
+        key = (model, version, variant, call.protocol, str(status), outcome.value)
         children = self._metric_children.get(key)
         if children is None:  # `.labels()` costs more than the observation itself: resolve once per key
+            if len(self._metric_children) > 10_000:  # bounded labels; this is only a cache of them
+                self._metric_children.clear()
             children = self._metric_children[key] = (
-                metrics.REQUESTS.labels(model, version, variant, protocol, str(status)),
-                metrics.REQUEST_DURATION.labels(model, variant, protocol),
-                metrics.UPSTREAM_DURATION.labels(model, variant, protocol),
+                metrics.REQUESTS.labels(*key),
+                metrics.REQUEST_DURATION.labels(model, variant, call.protocol),
+                metrics.UPSTREAM_DURATION.labels(model, variant, call.protocol),
             )
         requests, duration, upstream = children
         requests.inc()
         duration.observe(total_s)
-        if upstream_s is not None:
-            upstream.observe(upstream_s)
-        if routed and decision is not None and not decision.client_version:
-            self.windows.record(model, variant, at=time.time(), ok=status < 500, latency_s=total_s)
+        if call.upstream_s is not None:
+            upstream.observe(call.upstream_s)
+        # Canary windows judge the model: only routed requests the route chose the version of, and
+        # never a client's mistake (it would dilute, or fake, the error rate and latency).
+        if (
+            decision is not None
+            and decision.public_model in routes
+            and not decision.client_version
+            and outcome is not Outcome.CLIENT_ERROR
+        ):
+            self.windows.record(model, variant, at=time.time(), ok=outcome is Outcome.OK, latency_s=total_s)
+
+    def submit_shadow(self, shadow: Decision, send: Callable[[], Awaitable[bool]], size: int) -> None:
+        """Mirror a request whose body (``size`` bytes) stays held in the byte budget until sent;
+        when the budget has no room, the shadow copy is dropped (counted), never the request."""
+        try:
+            self.budget.reserve(size)
+        except OverloadedError:
+            metrics.SHADOW_REQUESTS.labels(
+                model=shadow.public_model, target=shadow.variant, outcome="dropped"
+            ).inc()
+            return
+
+        async def held() -> bool:
+            try:
+                return await send()
+            finally:
+                self.budget.release(size)
+
+        if not self.shadows.submit(shadow, held):
+            self.budget.release(size)
+
+    async def require_in_repository(self, model: str) -> None:
+        """Refuse (404) a model name Triton's repository does not hold."""
+        index = await self.upstream.repository_index()
+        self.known = KnownModels.from_index(index)
+        if model not in self.known.names:
+            raise NotFoundError(f"no model {model!r} in Triton's repository", hint="see GET /admin/models")
+
+    async def refresh_known_models(self) -> None:
+        """Keep the repository index used for metric labels current: every `model_index_refresh_s`,
+        and soon (at most once a second) after Triton served a name it did not list."""
+        while True:
+            try:
+                self.known = KnownModels.from_index(await self.upstream.repository_index())
+            except TritiumError as exc:  # Triton down: keep the last index
+                log.debug("could not read Triton's repository index: %s", exc)
+            self.index_wanted.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.index_wanted.wait(), self.settings.model_index_refresh_s)
+            await asyncio.sleep(1.0)
 
     async def check_targets(self, route: Route) -> None:
         """Refuse a route that sends traffic to a version Triton does not serve (when enabled)."""

@@ -1,12 +1,12 @@
-"""The one place where errors become HTTP responses, gRPC statuses and metric status labels.
+"""The one place where errors become HTTP responses and gRPC statuses.
 
-Handlers raise :class:`tritium.errors.TritiumError` subclasses; upstream (Triton) failures are
-turned into those classes here, keeping Triton's own message.
+Handlers raise :class:`tritium.errors.TritiumError` subclasses; Triton's failures become those
+classes in :mod:`tritium.triton_errors` (shared with `tritium models load`), and here only learn
+whether the client or the route chose the target.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 
@@ -16,27 +16,32 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
+from tritium import triton_errors
 from tritium.errors import (
-    ForbiddenError,
+    MethodNotAllowedError,
+    ModelNotReadyError,
     NotFoundError,
-    PayloadTooLargeError,
+    OverloadedError,
     TritiumError,
     UnavailableError,
-    UpstreamError,
-    UpstreamTimeoutError,
     UserInputError,
 )
 from tritium.gateway.router import Decision
+from tritium.triton_errors import TritonCall
 
 VARIANT_HEADER = "x-tritium-variant"
 log = logging.getLogger("tritium.gateway")
 
 
 def http_error_response(exc: TritiumError, variant: str | None = None) -> JSONResponse:
-    headers = {VARIANT_HEADER: variant} if variant else None
+    headers: dict[str, str] = {VARIANT_HEADER: variant} if variant else {}
     if exc.http_status == 401:
-        headers = {**(headers or {}), "www-authenticate": "Bearer"}
-    return JSONResponse({"error": exc.one_line()}, status_code=exc.http_status, headers=headers)
+        headers["www-authenticate"] = "Bearer"
+    if isinstance(exc, OverloadedError):
+        headers["retry-after"] = str(exc.retry_after_s)
+    if isinstance(exc, MethodNotAllowedError):
+        headers["allow"] = ", ".join(exc.allow)
+    return JSONResponse({"error": exc.one_line()}, status_code=exc.http_status, headers=headers or None)
 
 
 def internal_error(exc: BaseException) -> TritiumError:
@@ -64,13 +69,16 @@ def install_handlers(app: FastAPI) -> None:
         )
         return http_error_response(UserInputError(f"invalid request: {details}"))
 
-    async def http_exception(_: Request, exc: Exception) -> JSONResponse:
+    async def http_exception(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code == 404:
             return http_error_response(NotFoundError("no such endpoint", hint="see docs/gateway.md"))
         if exc.status_code == 405:
-            return JSONResponse({"error": "method not allowed on this endpoint"}, status_code=405)
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+            allow = tuple(m.strip() for m in (exc.headers or {}).get("Allow", "").split(",") if m.strip())
+            return http_error_response(
+                MethodNotAllowedError(f"{request.method} is not allowed on this endpoint", allow=allow)
+            )
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         return unexpected_error_response(exc)
@@ -81,30 +89,27 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, unexpected)
 
 
-def _triton_message(body: bytes) -> str:
-    try:
-        message = json.loads(body).get("error")
-    except (ValueError, AttributeError):
-        message = None
-    return str(message) if message else body.decode(errors="replace")[:300] or "no message"
-
-
 def from_triton_http(status: int, body: bytes, decision: Decision) -> TritiumError:
     """An error answer from Triton's HTTP endpoint, as the error the client should see."""
-    message = _triton_message(body)
-    return _classify(status, message, decision)
+    return for_route(
+        triton_errors.from_http(status, body, call=TritonCall.INFER, what=decision.label), decision
+    )
 
 
-_GRPC_TO_HTTP = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 413,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.UNIMPLEMENTED: 501,
-}
+def from_triton_grpc(error: grpc.aio.AioRpcError, decision: Decision, triton_url: str) -> TritiumError:
+    failure = triton_errors.from_grpc(
+        error.code().name,
+        error.details() or "",
+        call=TritonCall.INFER,
+        what=decision.label or "Triton",
+        url=triton_url,
+    )
+    return for_route(failure, decision)
+
+
+def from_triton_stream(message: str, decision: Decision) -> TritiumError:
+    """An error answer inside Triton's response stream, as the error the request would have got alone."""
+    return for_route(triton_errors.from_stream(message, what=decision.label), decision)
 
 
 def triton_answered(error: grpc.aio.AioRpcError) -> bool:
@@ -112,91 +117,17 @@ def triton_answered(error: grpc.aio.AioRpcError) -> bool:
     code = error.code()
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
         return False
-    return not (code is grpc.StatusCode.UNAVAILABLE and _is_connection_failure(error.details() or ""))
+    return not triton_errors.is_connection_failure(code.name, error.details() or "")
 
 
-def from_triton_grpc(error: grpc.aio.AioRpcError, decision: Decision, triton_url: str) -> TritiumError:
-    code, message = error.code(), error.details() or ""
-    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
-        return UpstreamTimeoutError(f"Triton did not answer within the upstream timeout ({decision.label})")
-    if code is grpc.StatusCode.UNAVAILABLE and _is_connection_failure(message):
-        return triton_unreachable(triton_url, message)
-    return _classify(_GRPC_TO_HTTP.get(code, 500), message, decision)
-
-
-# A streamed error answer carries only Triton's message, no status: these words mark the client's fault.
-_STREAM_NOT_FOUND = ("unknown model",)
-_STREAM_INVALID = (
-    "unexpected shape",
-    "unexpected datatype",
-    "unexpected inference input",
-    "byte size mismatch",
-    "inputs but got",
-    "invalid model version",
-    "failed to get model version",
-)
-
-
-def from_triton_stream(message: str, decision: Decision) -> TritiumError:
-    """An error answer inside Triton's response stream, as the error the request would have got alone."""
-    lowered = message.lower()
-    if any(words in lowered for words in _STREAM_NOT_FOUND):
-        return _classify(404, message, decision)
-    if any(words in lowered for words in _STREAM_INVALID) or _is_unparsable_request(message):
-        return UserInputError(message)
-    return UpstreamError(f"Triton failed to run {decision.label}: {message}")
-
-
-def _is_connection_failure(message: str) -> bool:
-    lowered = message.lower()
-    return any(s in lowered for s in ("connect", "socket closed", "connection", "goaway", "unreachable"))
-
-
-def triton_unreachable(url: str, why: str) -> UnavailableError:
-    return UnavailableError(
-        f"Triton at {url} is not reachable ({why.strip()[:200]})",
-        hint="it may be down or restarting; the gateway reconnects by itself",
-    )
-
-
-def _classify(status: int, message: str, decision: Decision) -> TritiumError:
-    if decision.chosen_by_route and (status == 404 or (status == 503 and "unknown model" in message)):
-        # The client named a routed model; its route points at something Triton does not serve.
+def for_route(error: TritiumError, decision: Decision) -> TritiumError:
+    """A not-found for a name the client did not choose the target of is the route's fault, not the client's."""
+    if decision.chosen_by_route and isinstance(error, NotFoundError | ModelNotReadyError):
         return UnavailableError(
             f"route target {decision.variant} ({decision.label}) of {decision.public_model!r} is not "
-            f"available in Triton: {message}",
+            f"available in Triton: {error.message}",
             hint="load it (tritium routes load) or change the route",
         )
-    if status == 404:
-        return NotFoundError(message)
-    if status == 413:
-        return PayloadTooLargeError(message)
-    if status == 403:
-        return ForbiddenError(message)
-    if status == 503:
-        return UnavailableError(f"Triton is not ready: {message}")
-    if status == 504:
-        return UpstreamTimeoutError(message)
-    if 400 <= status < 500:
-        return _client_error(status, message)
-    if status == 500 and _is_unparsable_request(message):
-        return UserInputError(message)  # Triton 2.51's HTTP front-end answers 500 to a body it cannot parse
-    return UpstreamError(f"Triton failed to run {decision.label}: {message}")
-
-
-# Triton's JSON front-end reports requests it cannot read with these words (and status 500).
-_UNPARSABLE = ("failed to parse", "unable to parse", "malformed")
-
-
-def _is_unparsable_request(message: str) -> bool:
-    lowered = message.lower()
-    return any(words in lowered for words in _UNPARSABLE)
-
-
-def _client_error(status: int, message: str) -> UserInputError:
-    """Any other Triton 4xx: the client's fault, passed through with Triton's status and message."""
-    error = UserInputError(message)
-    error.http_status = status
     return error
 
 

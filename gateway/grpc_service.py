@@ -1,18 +1,24 @@
-"""The KServe v2 gRPC GRPCInferenceService, forwarded to Triton with only the target rewritten."""
+"""The KServe v2 gRPC GRPCInferenceService, forwarded to Triton with only the target rewritten.
+
+Methods raise :class:`tritium.errors.TritiumError`; one interceptor (:class:`ErrorInterceptor`)
+turns every exception into the gRPC status of its class, so no method builds a status itself.
+"""
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from tritium.errors import NotFoundError, TritiumError, UnavailableError
+from tritium.errors import NotFoundError, TritiumError, UserInputError
 from tritium.gateway import metrics
+from tritium.gateway.admission import check_model_name, check_tensor
 from tritium.gateway.auth import check_admin, presented_credential
-from tritium.gateway.core import Gateway
+from tritium.gateway.core import Call, Gateway
 from tritium.gateway.error_mapping import (
     VARIANT_HEADER,
     from_triton_grpc,
@@ -21,10 +27,12 @@ from tritium.gateway.error_mapping import (
     internal_error,
     triton_answered,
 )
+from tritium.gateway.overrides import describe_load, refuse_overrides
 from tritium.gateway.router import Decision
 
 VARIANT_PARAMETER = "tritium_variant"
 IN_FLIGHT = metrics.IN_FLIGHT.labels(protocol="grpc")
+NO_DECISION = Decision("", "", "", "", False)
 
 
 def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
@@ -39,14 +47,101 @@ def _actor(metadata: dict[str, str], context: grpc.aio.ServicerContext) -> str:
     return f"{who}@{host}"
 
 
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Every exception a method raises becomes the gRPC status of its error class, in one place.
+
+    A :class:`TritiumError` carries its status and one-line message (and the variant that served
+    the request, as trailing metadata, when the method set ``exc.variant``); anything else is a
+    gateway bug: INTERNAL with an incident id, the traceback in the log.
+    """
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            handler = await continuation(handler_call_details)
+            if handler is None:
+                return handler
+            wrapped = self._wrapped[method] = _wrap(handler)
+        return wrapped
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+    error = exc if isinstance(exc, TritiumError) else internal_error(exc)
+    variant = getattr(error, "variant", None)
+    trailing = ((VARIANT_HEADER, variant),) if variant else ()
+    await context.abort(grpc_code(error), error.one_line(), trailing_metadata=trailing)
+
+
+def _wrap(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    if handler.unary_unary is not None:
+        inner = handler.unary_unary
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                return await inner(request, context)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                await _abort(context, exc)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.stream_stream is not None:
+        inner_stream = handler.stream_stream
+
+        async def streaming(
+            requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[Any]:
+            try:
+                async for response in inner_stream(requests, context):
+                    yield response
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                await _abort(context, exc)
+
+        return grpc.stream_stream_rpc_method_handler(
+            streaming,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return handler  # the service has no unary-stream or stream-unary methods
+
+
+def _with_variant(exc: TritiumError, decision: Decision | None) -> TritiumError:
+    if decision is not None:
+        exc.variant = decision.variant  # type: ignore[attr-defined]  # read by ErrorInterceptor
+    return exc
+
+
+def admit_tensors(request: service_pb2.ModelInferRequest, limit: int) -> int:
+    """Check each input's shape against what the request carries; the bytes it holds in raw contents."""
+    raw = request.raw_input_contents
+    if raw and len(raw) != len(request.inputs):
+        raise UserInputError(
+            f"the request has {len(request.inputs)} inputs but {len(raw)} raw input contents",
+            hint="send one raw_input_contents entry per input, in order",
+        )
+    for index, tensor in enumerate(request.inputs):
+        check_tensor(tensor.name, tensor.datatype, tensor.shape, len(raw[index]) if raw else None, limit)
+    return sum(len(r) for r in raw)
+
+
 class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.timeout = gateway.settings.upstream_timeout_s
-
-    async def _abort(self, context: grpc.aio.ServicerContext, exc: TritiumError, variant: str | None = None):  # type: ignore[no-untyped-def]
-        trailing = ((VARIANT_HEADER, variant),) if variant else ()
-        await context.abort(grpc_code(exc), exc.one_line(), trailing_metadata=trailing)
 
     async def _call(self, method, request, decision: Decision):  # type: ignore[no-untyped-def]
         try:
@@ -56,18 +151,22 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def ModelInfer(self, request: service_pb2.ModelInferRequest, context: grpc.aio.ServicerContext):
         gateway = self.gateway
-        started = time.perf_counter()
-        model = request.model_name
-        decision: Decision | None = None
-        upstream_s: float | None = None
-        status = 500
+        call = Call(gateway, request.model_name, "grpc")
+        held = 0
         IN_FLIGHT.inc()
         try:
             metadata = _metadata(context)
             gateway.authorize(metadata)
-            decision = gateway.decide(
-                model, request.model_version, metadata.get(gateway.sticky_header(model))
+            gateway.admit(request.model_name, request.model_version)
+            size = admit_tensors(request, gateway.settings.max_payload_bytes)
+            gateway.budget.reserve(size)  # grpc has the message in memory already: hold it in the budget
+            held = size
+            call.decision = decision = gateway.decide(
+                request.model_name,
+                request.model_version,
+                metadata.get(gateway.sticky_header(request.model_name)),
             )
+            public = request.model_name
             request.model_name = decision.model
             request.model_version = decision.version
             upstream_started = time.perf_counter()
@@ -75,30 +174,30 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
                 response = await gateway.upstream.stub.ModelInfer(request, timeout=self.timeout)
             except grpc.aio.AioRpcError as error:
                 if triton_answered(error):
-                    upstream_s = time.perf_counter() - upstream_started
+                    call.upstream_s = time.perf_counter() - upstream_started
                 raise from_triton_grpc(error, decision, gateway.upstream.grpc_url) from None
-            upstream_s = time.perf_counter() - upstream_started
-            shadow = gateway.shadow_for(model)
+            call.upstream_s = time.perf_counter() - upstream_started
+            shadow = gateway.shadow_for(public)
             if shadow is not None:  # only requests the primary answered, like REST
-                self._mirror(shadow, request)
+                self._mirror(shadow, request, size)
             response.parameters[VARIANT_PARAMETER].string_param = decision.variant
             context.set_trailing_metadata(((VARIANT_HEADER, decision.variant),))
-            status = 200
             return response
         except TritiumError as exc:
-            status = exc.http_status
-            await self._abort(context, exc, decision.variant if decision else None)
+            call.error = exc
+            raise _with_variant(exc, call.decision) from None
         except Exception as exc:
-            error = internal_error(exc)
-            status = error.http_status
-            await self._abort(context, error, decision.variant if decision else None)
+            call.error = internal_error(exc)
+            raise _with_variant(call.error, call.decision) from None
         finally:
+            gateway.budget.release(held)
             IN_FLIGHT.dec()
-            gateway.record(decision, model, "grpc", status, time.perf_counter() - started, upstream_s)
+            call.finish()
 
-    def _mirror(self, shadow: Decision, request: service_pb2.ModelInferRequest) -> None:
+    def _mirror(self, shadow: Decision, request: service_pb2.ModelInferRequest, size: int) -> None:
         """Send `request` again to the shadow target: re-targeted in place, no copy (the primary call is
-        over and nothing reads the message after it); it is serialised in the shadow's own task."""
+        over and nothing reads the message after it); it is serialised in the shadow's own task and
+        held in the byte budget until then (no room: the shadow copy is dropped)."""
         request.model_name = shadow.model
         request.model_version = shadow.version
         stub, timeout = self.gateway.upstream.stub, self.timeout
@@ -107,7 +206,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             await stub.ModelInfer(request, timeout=timeout)
             return True
 
-        self.gateway.shadows.submit(shadow, send)
+        self.gateway.submit_shadow(shadow, send, size)
 
     async def ModelStreamInfer(
         self,
@@ -117,44 +216,54 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         """Each request is routed on its way in and recorded when its first response comes back.
 
         Requests are matched to responses by id: the gateway sends `<n>:<client id>` to Triton and
-        gives the client its own id back.
+        gives the client its own id back. A request refused on its way in (bad name, version or
+        shape) ends the stream with its status, like a unary call.
         """
         gateway = self.gateway
         metadata = _metadata(context)
-        try:
-            gateway.authorize(metadata)
-        except TritiumError as exc:
-            await self._abort(context, exc)
-        pending: dict[str, tuple[Decision, float]] = {}
+        gateway.authorize(metadata)
+        pending: dict[str, tuple[Call, float]] = {}
         numbers = itertools.count()
+        limit = gateway.settings.max_payload_bytes
 
         async def routed() -> AsyncIterator[service_pb2.ModelInferRequest]:
             async for request in request_iterator:
-                decision = gateway.decide(
-                    request.model_name,
-                    request.model_version,
-                    metadata.get(gateway.sticky_header(request.model_name)),
-                )
+                call = Call(gateway, request.model_name, "grpc")
+                try:
+                    admit_tensors(request, limit)
+                    call.decision = decision = gateway.decide(
+                        request.model_name,
+                        request.model_version,
+                        metadata.get(gateway.sticky_header(request.model_name)),
+                    )
+                except TritiumError as exc:
+                    call.error = exc
+                    call.finish()
+                    refused.append(exc)
+                    return
                 number = str(next(numbers))
-                pending[number] = (decision, time.perf_counter())
+                pending[number] = (call, time.perf_counter())
                 request.id = f"{number}:{request.id}"
                 request.model_name = decision.model
                 request.model_version = decision.version
                 yield request
 
+        refused: list[TritiumError] = []
         try:
             async for response in gateway.upstream.stub.ModelStreamInfer(routed()):
                 self._answer_streamed(response, pending)
                 yield response
         except grpc.aio.AioRpcError as error:
-            failure = from_triton_grpc(error, Decision("", "", "", "", False), gateway.upstream.grpc_url)
-            now = time.perf_counter()
-            for decision, sent in pending.values():
-                gateway.record(decision, decision.public_model, "grpc", failure.http_status, now - sent, None)
-            await self._abort(context, failure)
+            failure = from_triton_grpc(error, NO_DECISION, gateway.upstream.grpc_url)
+            for call, _sent in pending.values():
+                call.error = failure
+                call.finish()
+            raise failure from None
+        if refused:
+            raise refused[0]
 
     def _answer_streamed(
-        self, response: service_pb2.ModelStreamInferResponse, pending: dict[str, tuple[Decision, float]]
+        self, response: service_pb2.ModelStreamInferResponse, pending: dict[str, tuple[Call, float]]
     ) -> None:
         """Give the client its request id back and record the request at its first response."""
         answer = response.infer_response
@@ -170,14 +279,14 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         entry = pending.pop(number, None)
         if entry is None:  # a later response of a decoupled model: recorded already
             return
-        decision, sent = entry
-        latency = time.perf_counter() - sent
+        call, sent = entry
+        call.upstream_s = time.perf_counter() - sent
+        assert call.decision is not None
         if response.error_message:
-            status = from_triton_stream(response.error_message, decision).http_status
+            call.error = from_triton_stream(response.error_message, call.decision)
         else:
-            status = 200
-            answer.parameters[VARIANT_PARAMETER].string_param = decision.variant
-        self.gateway.record(decision, decision.public_model, "grpc", status, latency, latency)
+            answer.parameters[VARIANT_PARAMETER].string_param = call.decision.variant
+        call.finish()
 
     async def ServerLive(self, request, context):
         return service_pb2.ServerLiveResponse(live=True)
@@ -187,25 +296,17 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         return service_pb2.ServerReadyResponse(ready=ready)
 
     async def ServerMetadata(self, request, context):
-        try:
-            return await self._call(
-                self.gateway.upstream.stub.ServerMetadata, request, Decision("", "", "", "", False)
-            )
-        except TritiumError as exc:
-            await self._abort(context, exc)
+        return await self._call(self.gateway.upstream.stub.ServerMetadata, request, NO_DECISION)
 
     async def _model_call(self, method_name: str, request, context, rename):  # type: ignore[no-untyped-def]
-        try:
-            self.gateway.authorize(_metadata(context))
-            decision = self.gateway.resolve(request.name, request.version)
-            request.name = decision.model
-            request.version = "" if rename is not None and decision.chosen_by_route else decision.version
-            response = await self._call(getattr(self.gateway.upstream.stub, method_name), request, decision)
-            if rename is not None and decision.model != decision.public_model:
-                rename(response, decision.public_model)
-            return response
-        except TritiumError as exc:
-            await self._abort(context, exc)
+        self.gateway.authorize(_metadata(context))
+        decision = self.gateway.resolve(request.name, request.version)
+        request.name = decision.model
+        request.version = "" if rename is not None and decision.chosen_by_route else decision.version
+        response = await self._call(getattr(self.gateway.upstream.stub, method_name), request, decision)
+        if rename is not None and decision.model != decision.public_model:
+            rename(response, decision.public_model)
+        return response
 
     async def ModelReady(self, request, context):
         return await self._model_call("ModelReady", request, context, None)
@@ -223,39 +324,43 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         return await self._model_call("ModelConfig", request, context, rename)
 
     async def ModelStatistics(self, request, context):
-        return await self._model_call("ModelStatistics", request, context, None)
+        if request.name:  # empty: every model's statistics
+            return await self._model_call("ModelStatistics", request, context, None)
+        self.gateway.authorize(_metadata(context))
+        return await self._call(self.gateway.upstream.stub.ModelStatistics, request, NO_DECISION)
 
-    async def _admin_call(self, method_name: str, request, context, audit_action: str | None = None):  # type: ignore[no-untyped-def]
-        try:
-            metadata = _metadata(context)
-            check_admin(presented_credential(metadata), self.gateway.admin_token)
-            response = await self._call(
-                getattr(self.gateway.upstream.stub, method_name), request, Decision("", "", "", "", False)
-            )
-            if audit_action is not None:  # like POST /admin/models/{model}/load|unload
-                await self.gateway.store.audit_only(
-                    request.model_name, audit_action, _actor(metadata, context)
-                )
-            return response
-        except TritiumError as exc:
-            await self._abort(context, exc)
+    def _admin(self, context: grpc.aio.ServicerContext) -> dict[str, str]:
+        metadata = _metadata(context)
+        check_admin(presented_credential(metadata), self.gateway.admin_token)
+        return metadata
 
     async def RepositoryIndex(self, request, context):
-        return await self._admin_call("RepositoryIndex", request, context)
+        self._admin(context)
+        return await self._call(self.gateway.upstream.stub.RepositoryIndex, request, NO_DECISION)
 
     async def RepositoryModelLoad(self, request, context):
-        return await self._admin_call("RepositoryModelLoad", request, context, audit_action="load")
+        metadata = self._admin(context)
+        check_model_name(request.model_name)
+        load = describe_load(request.parameters)
+        refuse_overrides(load, allowed=self.gateway.settings.allow_model_overrides)
+        await self._call(self.gateway.upstream.stub.RepositoryModelLoad, request, NO_DECISION)
+        await self.gateway.store.audit_only(
+            request.model_name, "load", _actor(metadata, context), detail=load.detail
+        )
+        return service_pb2.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(self, request, context):
-        return await self._admin_call("RepositoryModelUnload", request, context, audit_action="unload")
+        metadata = self._admin(context)
+        check_model_name(request.model_name)
+        await self.gateway.require_in_repository(request.model_name)
+        await self._call(self.gateway.upstream.stub.RepositoryModelUnload, request, NO_DECISION)
+        await self.gateway.store.audit_only(request.model_name, "unload", _actor(metadata, context))
+        return service_pb2.RepositoryModelUnloadResponse()
 
     async def _not_served(self, request, context):  # type: ignore[no-untyped-def]
-        await self._abort(
-            context,
-            NotFoundError(
-                "shared memory, tracing and logging settings are not served by the gateway",
-                hint="the gateway and Triton do not share memory; send tensors in the request",
-            ),
+        raise NotFoundError(
+            "shared memory, tracing and logging settings are not served by the gateway",
+            hint="the gateway and Triton do not share memory; send tensors in the request",
         )
 
     SystemSharedMemoryStatus = SystemSharedMemoryRegister = SystemSharedMemoryUnregister = _not_served
@@ -267,4 +372,4 @@ def add_to_server(server: grpc.aio.Server, gateway: Gateway) -> None:
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(gateway), server)
 
 
-__all__ = ["InferenceServicer", "UnavailableError", "add_to_server"]
+__all__ = ["ErrorInterceptor", "InferenceServicer", "add_to_server"]

@@ -1,37 +1,51 @@
-"""Metric labels that clients cannot multiply: a client's model name or version string becomes a
-label only when the route table or Triton vouches for it; anything else is counted as "unknown".
+"""Metric labels that clients cannot multiply.
+
+A model name becomes a label only when the route table or Triton's repository index lists it, and
+a version only when it is a route target's or the index lists it for that model; anything else is
+counted as ``other``. Whatever names and versions clients send, the label sets stay bounded by
+what the operator configured and loaded.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from tritium.gateway.router import Decision
 
-UNKNOWN = "unknown"
-_MAX_TRITON_VERSION = 2**63  # Triton versions are int64; larger strings are rejected with a 400
+OTHER = "other"
 
 
-def is_canonical_version(version: str) -> bool:
-    """A plain Triton version number ("1", "12"), the only spelling Triton answers for exactly once.
+@dataclass
+class KnownModels:
+    """The names (and versions) of Triton's repository index, as last read."""
 
-    Triton's gRPC front-end also accepts "1.5", "1x" or " 1" as version 1, so a 200 alone does not
-    make a client's version string a bounded label.
-    """
-    return (
-        version.isascii()
-        and version.isdigit()
-        and (version == "0" or not version.startswith("0"))
-        and int(version) < _MAX_TRITON_VERSION
-    )
+    names: frozenset[str] = frozenset()
+    versions: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_index(cls, index: list[dict]) -> KnownModels:
+        names: set[str] = set()
+        versions: dict[str, set[str]] = {}
+        for entry in index:
+            name = str(entry.get("name", ""))
+            if not name:
+                continue
+            names.add(name)
+            if entry.get("version"):
+                versions.setdefault(name, set()).add(str(entry["version"]))
+        return cls(frozenset(names), {name: frozenset(v) for name, v in versions.items()})
 
 
-def confirmed_labels(
-    decision: Decision, routed: bool, status: int, triton_answered: bool
+def request_labels(
+    decision: Decision | None, name: str, routed: frozenset[str] | set[str], known: KnownModels
 ) -> tuple[str, str, str]:
-    """(model, version, variant) labels of a request whose name is not routed or whose version is the
-    client's own. Triton vouches for a name when it answered with anything but 404, and for a
-    version when, besides, the version is spelled canonically."""
-    known_to_triton = triton_answered and status != 404
-    model = decision.public_model if routed or known_to_triton else UNKNOWN
-    if decision.client_version and not (known_to_triton and is_canonical_version(decision.version)):
-        return model, UNKNOWN, UNKNOWN
-    return model, decision.version, decision.variant
+    """(model, version, variant) labels of one request; ``name`` is the model the client named."""
+    if decision is None:  # refused before routing
+        return (name if name in routed or name in known.names else OTHER), "", ""
+    public = decision.public_model
+    model = public if public in routed or public in known.names else OTHER
+    if not decision.client_version:  # a route target's version, or Triton's policy ("")
+        return model, decision.version, decision.variant
+    if model != OTHER and decision.version in known.versions.get(decision.model, ()):
+        return model, decision.version, decision.variant
+    return model, OTHER, OTHER

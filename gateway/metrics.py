@@ -23,8 +23,9 @@ BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 
 REQUESTS = Counter(
     "tritium_gateway_requests_total",
-    "Inference requests by public model, upstream version, variant, protocol and HTTP status.",
-    ["model", "version", "variant", "protocol", "status"],
+    "Inference requests by public model, upstream version, variant, protocol, HTTP status and outcome "
+    "(ok, client_error, upstream_error: only upstream errors count against a model).",
+    ["model", "version", "variant", "protocol", "status", "outcome"],
 )
 REQUEST_DURATION = Histogram(
     "tritium_gateway_request_duration_seconds",

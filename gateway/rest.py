@@ -16,11 +16,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from tritium.errors import NotFoundError, PayloadTooLargeError, TritiumError, UnavailableError, UserInputError
+from tritium.errors import NotFoundError, TritiumError, UnavailableError, UserInputError
 from tritium.gateway import metrics
-from tritium.gateway.core import Gateway
+from tritium.gateway.admission import check_json_body, json_header_length
+from tritium.gateway.body import BodyReader
+from tritium.gateway.core import Call, Gateway
 from tritium.gateway.error_mapping import (
     VARIANT_HEADER,
+    for_route,
     from_triton_http,
     http_error_response,
     internal_error,
@@ -38,40 +41,6 @@ def _gateway(request: Request) -> Gateway:
     return request.app.state.gateway
 
 
-async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(
-            f"request body of {declared} bytes exceeds the limit of {limit} bytes",
-            hint="send smaller batches or raise max_payload_bytes",
-        )
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise UserInputError("the client went away before sending the whole body")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(
-                f"request body exceeds the limit of {limit} bytes",
-                hint="send smaller batches or raise max_payload_bytes",
-            )
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def check_binary_header(value: str | None, body_size: int) -> None:
-    """Triton's binary-tensor extension: the JSON header length must be a size within the body."""
-    if value is None:
-        return
-    if not value.strip().isdigit() or int(value) > body_size:
-        raise UserInputError(
-            f"invalid Inference-Header-Content-Length {value!r} for a body of {body_size} bytes",
-            hint="it must be the byte length of the JSON header at the start of the body",
-        )
-
-
 def request_headers(scope: Scope) -> dict[str, str]:
     return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
 
@@ -85,23 +54,29 @@ def match_infer(path: str) -> tuple[str, str] | None:
 async def infer(
     gateway: Gateway, scope: Scope, receive: Receive, send: Send, model: str, version: str
 ) -> None:
-    """POST .../infer as a plain ASGI handler: the hot path skips routing, middleware and Request objects."""
-    started = time.perf_counter()
-    decision: Decision | None = None
-    upstream_s: float | None = None
-    status = 500
+    """POST .../infer as a plain ASGI handler: the hot path skips routing, middleware and Request objects.
+
+    Order matters: names and headers are checked before the body is read, the body is read within
+    its limits before anything is routed, and Triton only ever gets a plain body it can parse.
+    """
+    call = Call(gateway, model, "rest")
+    reader = BodyReader(gateway.budget, gateway.body_limits)
     IN_FLIGHT.inc()
     try:
         headers = request_headers(scope)
         gateway.authorize(headers)
-        body = await read_body(receive, headers.get("content-length"), gateway.settings.max_payload_bytes)
-        check_binary_header(headers.get(BINARY_HEADER), len(body))
-        decision = gateway.decide(model, version, headers.get(gateway.sticky_header(model)))
+        gateway.admit(model, version)
+        body = await reader.read(receive, headers.get("content-length"), headers.get("content-encoding"))
+        header_length = json_header_length(headers.get(BINARY_HEADER), len(body))
+        check_json_body(
+            body if header_length == len(body) else body[:header_length], gateway.settings.max_json_depth
+        )
+        call.decision = decision = gateway.decide(model, version, headers.get(gateway.sticky_header(model)))
         forwarded = {k: headers[k] for k in FORWARDED_REQUEST_HEADERS if k in headers}
         path = model_path(decision.model, decision.version) + "/infer"
         upstream_started = time.perf_counter()
         answer = await gateway.upstream.request("POST", path, body, forwarded)
-        upstream_s = time.perf_counter() - upstream_started
+        call.upstream_s = time.perf_counter() - upstream_started
         if answer.status != 200:
             raise from_triton_http(answer.status, answer.body, decision)
         shadow = gateway.shadow_for(model)
@@ -110,19 +85,22 @@ async def infer(
         response_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.items()]
         response_headers.append((VARIANT_HEADER_BYTES, decision.variant.encode()))
         response_headers.append((b"content-length", str(len(answer.body)).encode()))
-        status = 200
         await send({"type": "http.response.start", "status": 200, "headers": response_headers})
         await send({"type": "http.response.body", "body": answer.body})
     except TritiumError as exc:
-        status = exc.http_status
-        await http_error_response(exc, decision.variant if decision else None)(scope, receive, send)
+        call.error = exc
+        await http_error_response(exc, _variant(call))(scope, receive, send)
     except Exception as exc:
-        error = internal_error(exc)
-        status = error.http_status
-        await http_error_response(error, decision.variant if decision else None)(scope, receive, send)
+        call.error = internal_error(exc)
+        await http_error_response(call.error, _variant(call))(scope, receive, send)
     finally:
+        reader.release()
         IN_FLIGHT.dec()
-        gateway.record(decision, model, "rest", status, time.perf_counter() - started, upstream_s)
+        call.finish()
+
+
+def _variant(call: Call) -> str | None:
+    return call.decision.variant if call.decision else None
 
 
 class InferEndpoint:
@@ -135,14 +113,14 @@ class InferEndpoint:
         )
 
 
-def _mirror(gateway: Gateway, shadow: Decision, body: bytes, headers: dict[str, str]) -> None:
+def _mirror(gateway: Gateway, shadow: Decision, body: bytes | bytearray, headers: dict[str, str]) -> None:
     path = model_path(shadow.model, shadow.version) + "/infer"
 
     async def send() -> bool:
         answer = await gateway.upstream.request("POST", path, body, headers)
         return answer.status == 200
 
-    gateway.shadows.submit(shadow, send)
+    gateway.submit_shadow(shadow, send, len(body))
 
 
 async def _passthrough_get(request: Request, decision: Decision, suffix: str, rename: bool) -> Response:
@@ -152,7 +130,7 @@ async def _passthrough_get(request: Request, decision: Decision, suffix: str, re
     answer = await gateway.upstream.request("GET", model_path(decision.model, version) + suffix)
     if answer.status != 200:
         if suffix == "/ready":
-            return Response(status_code=answer.status, headers={VARIANT_HEADER: decision.variant})
+            raise await _not_ready(gateway, decision)
         raise from_triton_http(answer.status, answer.body, decision)
     body = answer.body
     if rename and decision.model != decision.public_model:
@@ -160,6 +138,19 @@ async def _passthrough_get(request: Request, decision: Decision, suffix: str, re
         document["name"] = decision.public_model
         body = json.dumps(document).encode()
     return Response(body, status_code=200, headers={**answer.headers, VARIANT_HEADER: decision.variant})
+
+
+async def _not_ready(gateway: Gateway, decision: Decision) -> TritiumError:
+    """KServe's "not ready" is any 4xx and Triton's has no body: say which, 404 for a name Triton's
+    repository does not hold, 400 for a model (or version) that is there but not ready."""
+    try:
+        await gateway.require_in_repository(decision.model)
+    except NotFoundError as missing:
+        return for_route(missing, decision)
+    return UserInputError(
+        f"{decision.label} is not ready in Triton",
+        hint="load it (tritium routes load) or name a loaded version",
+    )
 
 
 def _model_endpoint(suffix: str, *, rename: bool):

@@ -26,6 +26,10 @@ from pydantic import (
 
 from tritium.errors import UserInputError
 
+# Model names as a Triton repository holds them (directory names), and as the gateway admits them
+# (gateway/admission.py): no '/', no NUL, no spaces, bounded; never "." or "..".
+MODEL_NAME_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+ModelName = Annotated[str, StringConstraints(pattern=rf"^{MODEL_NAME_PATTERN}$")]
 Alias = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
 Version = Annotated[str, StringConstraints(pattern=r"^[0-9]*$")]
 
@@ -38,7 +42,7 @@ class Target(_Strict):
     """One Triton model version a public name can be routed to."""
 
     alias: Alias
-    model: str = Field(min_length=1)
+    model: ModelName
     version: Version = ""
     weight: int = Field(default=0, ge=0, le=100)
 
@@ -51,7 +55,7 @@ class Shadow(_Strict):
     """A target that receives a copy of a fraction of the requests; its answers are discarded."""
 
     alias: Alias = "shadow"
-    model: str = Field(min_length=1)
+    model: ModelName
     version: Version = ""
     fraction: float = Field(default=1.0, ge=0.0, le=1.0)
 
@@ -155,7 +159,7 @@ class Route(_Strict):
 
 
 class RouteTable(_Strict):
-    routes: dict[str, Route] = Field(default_factory=dict)
+    routes: dict[ModelName, Route] = Field(default_factory=dict)
 
     def with_route(self, name: str, route: Route | None) -> RouteTable:
         routes = dict(self.routes)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -37,6 +37,28 @@ class GatewaySettings(BaseSettings):
     api_keys: list[SecretStr] = Field(default_factory=list)
     sticky_header: str = "x-user-id"
     max_payload_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_inflight_body_bytes: int = Field(
+        default=128 * 1024 * 1024,
+        ge=1024,
+        description="request bodies (and their decoded copies) one gateway process holds at once; "
+        "over it requests are shed with 503 + Retry-After",
+    )
+    body_timeout_s: float = Field(default=60.0, gt=0, description="a request body must arrive within this")
+    max_json_depth: int = Field(default=32, ge=4, le=1000, description="nesting allowed in JSON infer bodies")
+    allow_model_overrides: bool = Field(
+        default=False,
+        description="let admin model loads carry config and file overrides: this is code execution on "
+        "the Triton host (a file override can be a Python-backend model.py)",
+    )
+    admin_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="serve the admin API on its own port (not the inference one)",
+    )
+    model_index_refresh_s: float = Field(
+        default=10.0, gt=0, description="how often Triton's repository index is read for metric labels"
+    )
     upstream_timeout_s: float = Field(default=30.0, gt=0)
     upstream_connections: int = Field(default=256, ge=1)
     check_targets: bool = Field(
@@ -67,6 +89,15 @@ class GatewaySettings(BaseSettings):
     @classmethod
     def _lower(cls, value: str) -> str:
         return value.lower()
+
+    @model_validator(mode="after")
+    def _budget_holds_one_request(self) -> GatewaySettings:
+        if self.max_inflight_body_bytes < self.max_payload_bytes:
+            raise ValueError(
+                f"max_inflight_body_bytes ({self.max_inflight_body_bytes}) must be at least "
+                f"max_payload_bytes ({self.max_payload_bytes}), or no request of the largest size passes"
+            )
+        return self
 
     @property
     def resolved_audit_file(self) -> Path:

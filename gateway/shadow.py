@@ -23,6 +23,9 @@ class ShadowDispatcher:
         """Start `send` (which returns whether the shadow answered OK) unless too many are in flight."""
         if len(self._tasks) >= self._max:
             self.dropped += 1
+            metrics.SHADOW_REQUESTS.labels(
+                model=decision.public_model, target=decision.variant, outcome="dropped"
+            ).inc()
             return False
         task = asyncio.get_running_loop().create_task(self._run(decision, send))
         self._tasks.add(task)

@@ -19,17 +19,13 @@ from tritonclient.grpc import aio as grpc_aio
 from tritonclient.grpc import service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from tritium.errors import RepositoryError, TritiumError, UnavailableError, UpstreamTimeoutError
-from tritium.gateway.error_mapping import triton_unreachable
+from tritium.errors import UpstreamTimeoutError
 from tritium.gateway.http_pool import HttpPool, RawResponse
 from tritium.gateway.settings import GatewaySettings
+from tritium.triton_errors import TritonCall, from_client, unreachable
 
-FORWARDED_REQUEST_HEADERS = (
-    "content-type",
-    "inference-header-content-length",
-    "content-encoding",
-    "accept-encoding",
-)
+# Not content-encoding: the gateway decodes compressed bodies itself (gateway/body.py).
+FORWARDED_REQUEST_HEADERS = ("content-type", "inference-header-content-length", "accept-encoding")
 
 
 def model_path(model: str, version: str) -> str:
@@ -96,7 +92,7 @@ class Upstream:
                 hint="raise upstream_timeout_s or check the model's latency",
             ) from None
         except OSError as exc:  # refused, reset, closed: Triton is down or restarting
-            raise triton_unreachable(self.http_url, str(exc) or type(exc).__name__) from None
+            raise unreachable(self.http_url, str(exc) or type(exc).__name__) from None
 
     async def server_ready(self) -> tuple[bool, str]:
         assert self._control is not None
@@ -107,13 +103,19 @@ class Upstream:
         return ready, "ready" if ready else f"Triton at {self.grpc_url} is up but not ready"
 
     async def model_ready(self, model: str, version: str) -> bool:
-        return await self._control_call(lambda c: c.is_model_ready(model, version, client_timeout=5.0))
+        return await self._control_call(
+            lambda c: c.is_model_ready(model, version, client_timeout=5.0), what=f"model {model!r}"
+        )
 
     async def load_model(self, model: str) -> None:
-        await self._control_call(lambda c: c.load_model(model, client_timeout=300.0))
+        await self._control_call(
+            lambda c: c.load_model(model, client_timeout=300.0), kind=TritonCall.LOAD, what=f"model {model!r}"
+        )
 
     async def unload_model(self, model: str) -> None:
-        await self._control_call(lambda c: c.unload_model(model, client_timeout=60.0))
+        await self._control_call(
+            lambda c: c.unload_model(model, client_timeout=60.0), what=f"model {model!r}"
+        )
 
     async def repository_index(self) -> list[dict]:
         index = await self._control_call(
@@ -121,20 +123,11 @@ class Upstream:
         )
         return list(index.get("models", []))
 
-    async def _control_call(self, call):  # type: ignore[no-untyped-def]
+    async def _control_call(
+        self, call, *, kind: TritonCall = TritonCall.CONTROL, what: str = "the repository"
+    ):  # type: ignore[no-untyped-def]
         assert self._control is not None
         try:
             return await call(self._control)
         except InferenceServerException as exc:
-            raise _control_error(exc, self.grpc_url) from None
-
-
-def _control_error(exc: InferenceServerException, url: str) -> TritiumError:
-    status, message = str(exc.status() or ""), exc.message() or str(exc)
-    if "UNAVAILABLE" in status and any(s in message.lower() for s in ("connect", "socket")):
-        return UnavailableError(
-            f"Triton at {url} is not reachable ({message})", hint="start Triton or fix --triton-grpc"
-        )
-    if "DEADLINE" in status:
-        return UpstreamTimeoutError(f"Triton did not answer in time: {message}")
-    return RepositoryError(f"Triton refused: {message}")
+            raise from_client(exc, call=kind, what=what, url=self.grpc_url) from None

@@ -1,7 +1,7 @@
 """Talk to a running Triton over gRPC: readiness, repository index, explicit load and unload.
 
 gRPC rather than HTTP for repository control: loads over HTTP stalled HTTP inference for seconds
-(server#8958). Triton's errors become :mod:`tritium.errors` here, nowhere else.
+(server#8958). Triton's errors become :mod:`tritium.errors` through :mod:`tritium.triton_errors`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import InferenceServerException
 
-from tritium.errors import NotFoundError, RepositoryError, UnavailableError
+from tritium.errors import NotFoundError, UnavailableError
+from tritium.triton_errors import TritonCall, from_client, one_line
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class TritonControl:
         try:
             self.client.load_model(name, config=override, client_timeout=self.timeout_s)
         except InferenceServerException as exc:
-            raise _load_error(name, exc) from None
+            raise from_client(exc, call=TritonCall.LOAD, what=f"model '{name}'", url=self.url) from None
 
     def unload(self, name: str) -> None:
         known = {m.name for m in self.index()}
@@ -131,30 +132,5 @@ class TritonControl:
         try:
             return fn()
         except InferenceServerException as exc:
-            raise _translate(exc, self.url, model) from None
-
-
-def one_line(reason: str) -> str:
-    """Triton's reason without the Python traceback the backend appends, on one line."""
-    return " ".join(reason.split("\n\nAt:", 1)[0].split()).rstrip(";")
-
-
-def _load_error(name: str, exc: InferenceServerException) -> Exception:
-    message = one_line(exc.message() or str(exc))
-    if exc.status() == "StatusCode.UNAVAILABLE":
-        return UnavailableError(f"no Triton reachable for loading '{name}': {message}")
-    if "no version is available" in message or ("failed to poll" in message and "not found" in message):
-        return NotFoundError(f"model '{name}' failed to load: {message}")
-    return RepositoryError(
-        f"model '{name}' failed to load: {message}", hint="fix the model and load it again"
-    )
-
-
-def _translate(exc: InferenceServerException, url: str, model: str | None) -> Exception:
-    status = exc.status() or ""
-    message = exc.message() or str(exc)
-    if status == "StatusCode.UNAVAILABLE":
-        return UnavailableError(f"no Triton reachable at {url}", hint="start one with `tritium serve`")
-    if status == "StatusCode.NOT_FOUND" or "unknown model" in message:
-        return NotFoundError(message if model is None else f"model '{model}': {message}")
-    return RepositoryError(message)
+            what = f"model '{model}'" if model else "the repository"
+            raise from_client(exc, call=TritonCall.CONTROL, what=what, url=self.url) from None

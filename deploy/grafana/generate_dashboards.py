@@ -173,11 +173,12 @@ def overview() -> dashboard.Dashboard:
                     "Inference requests per second through the gateway, all protocols.",
                 ),
                 stat_panel(
-                    "5xx ratio",
+                    "Error ratio",
                     "percentunit",
                     f"sum(model_version_variant:tritium_gateway_request_errors:rate1m{{{m}}})"
-                    f" / sum(model_version_variant:tritium_gateway_requests:rate1m{{{m}}})",
-                    "Share of requests answered 5xx over the last minute. SLO: at most 1 %.",
+                    f' / sum(rate(tritium_gateway_requests_total{{{m},outcome!="client_error"}}[{RATE}]))',
+                    "Share of the requests that reached a model and failed on the serving side (the model, "
+                    "Triton or the gateway) over the last minute. Client errors never count. SLO: at most 1 %.",
                 ),
                 stat_panel(
                     "Worst p99",
@@ -209,20 +210,21 @@ def overview() -> dashboard.Dashboard:
                     stacked=True,
                 ),
                 timeseries_panel(
-                    "Requests/s by status",
+                    "Requests/s by outcome and status",
                     "reqps",
                     [
                         query(
-                            f"sum by (model, status) (rate(tritium_gateway_requests_total{{{m}}}[{RATE}]))",
-                            "{{model}} {{status}}",
+                            f"sum by (model, outcome, status) (rate(tritium_gateway_requests_total{{{m}}}[{RATE}]))",
+                            "{{model}} {{outcome}} {{status}}",
                         )
                     ],
-                    "HTTP status of the answers (gRPC codes are counted as their HTTP equivalent). "
-                    "4xx is the client's doing, 5xx counts against the SLO.",
+                    "Outcome and HTTP status of the answers (gRPC codes are counted as their HTTP equivalent). "
+                    "client_error is the client's doing and never counts; upstream_error counts against the SLO. "
+                    'Names the gateway does not know are gathered as model="other".',
                     stacked=True,
                 ),
                 timeseries_panel(
-                    "5xx ratio by model, version and variant",
+                    "Error ratio by model, version and variant",
                     "percentunit",
                     [
                         query(
@@ -230,7 +232,8 @@ def overview() -> dashboard.Dashboard:
                             "{{model}} v{{version}} ({{variant}})",
                         )
                     ],
-                    "Share of 5xx answers per served version. The alert TritiumErrorRatioOverSLO fires above 1 % for 5 minutes.",
+                    "Share of failed requests (upstream errors) among those that reached each served version. "
+                    "The alert TritiumErrorRatioOverSLO fires above 1 % for 5 minutes.",
                     width=24,
                 ),
             ],
@@ -321,7 +324,7 @@ def rollouts() -> dashboard.Dashboard:
     ]
     errors_by_variant = [
         timeseries_panel(
-            "$variant: 5xx ratio",
+            "$variant: error ratio",
             "percentunit",
             [
                 query(
@@ -329,7 +332,7 @@ def rollouts() -> dashboard.Dashboard:
                     "v{{version}}",
                 )
             ],
-            "Share of 5xx answers of this variant.",
+            "Share of this variant's requests that failed on the serving side (client errors excluded).",
             width=6,
         )
         .repeat("variant")
@@ -369,7 +372,7 @@ def rollouts() -> dashboard.Dashboard:
             "All variants on one axis: a canary whose line sits above stable's is slower.",
         ),
         timeseries_panel(
-            "5xx ratio by variant",
+            "Error ratio by variant",
             "percentunit",
             [
                 query(

@@ -108,7 +108,10 @@ def test_a_gateway_bug_is_500_with_an_incident_id_and_no_internals(
 
     monkeypatch.setattr(gw.gateway, "decide", broken)  # a bug inside the gateway, Triton is fine
     monkeypatch.setattr(gw.gateway, "resolve", broken)
-    labels = {"model": "echo", "version": "", "variant": "", "protocol": "rest", "status": "500"}
+    labels = {
+        "model": "echo", "version": "", "variant": "", "protocol": "rest", "status": "500",
+        "outcome": "upstream_error",
+    }  # fmt: skip
     before = REGISTRY.get_sample_value("tritium_gateway_requests_total", labels) or 0
     with caplog.at_level("ERROR", logger="tritium.gateway"), httpx.Client(base_url=gw.url) as client:
         infer = client.post("/v2/models/echo/infer", json=BODY)

@@ -110,14 +110,17 @@ def test_errors_have_proper_status(gw):
 
 def test_request_triton_rejects_stays_invalid_argument_and_is_counted_as_400(gw):
     request = service_pb2.ModelInferRequest(model_name="echo", model_version="1")
-    request.inputs.add(name="x", datatype="FP32", shape=[1, 4])
-    request.raw_input_contents.append(b"\0" * 12)  # 3 floats for a [1, 4] tensor
-    labels = {"model": "echo", "version": "1", "variant": "stable", "protocol": "grpc", "status": "400"}
+    request.inputs.add(name="x", datatype="INT32", shape=[1, 4])  # the model takes FP32
+    request.raw_input_contents.append(b"\0" * 16)
+    labels = {
+        "model": "echo", "version": "1", "variant": "stable", "protocol": "grpc", "status": "400",
+        "outcome": "client_error",
+    }  # fmt: skip
     before = REGISTRY.get_sample_value("tritium_gateway_requests_total", labels) or 0
     with grpc.insecure_channel(gw.grpc_url) as channel, pytest.raises(grpc.RpcError) as info:
         service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request)
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert "input byte size mismatch for input 'x'" in info.value.details()
+    assert "expects 'FP32'" in info.value.details()
     # the status reaches the client before the servicer's accounting runs: allow it a moment
     deadline = time.monotonic() + 2.0
     while REGISTRY.get_sample_value("tritium_gateway_requests_total", labels) != before + 1:
@@ -207,7 +210,10 @@ def _wait_for(condition, budget_s: float = 10.0) -> None:
 
 def test_stream_records_each_answer_with_its_real_outcome_and_latency(shadowed):
     windows = shadowed.gateway.windows
-    failed = {"model": "echo", "version": "3", "variant": "canary", "protocol": "grpc", "status": "502"}
+    failed = {
+        "model": "echo", "version": "3", "variant": "canary", "protocol": "grpc", "status": "502",
+        "outcome": "upstream_error",
+    }  # fmt: skip
     failed_before = REGISTRY.get_sample_value("tritium_gateway_requests_total", failed) or 0
     client = grpcclient.InferenceServerClient(shadowed.grpc_url)
     answers: queue.Queue = queue.Queue()

@@ -103,4 +103,4 @@ def test_models_bad_cases_are_one_line_errors(served_copy, capsys):
     assert main(["models", "load", "tiny", "-v", "9", "--url", url]) == 2
     assert "no version 9" in capsys.readouterr().err
     assert main(["models", "unload", "tiny", "--url", f"127.0.0.1:{free_port()}"]) == 6
-    assert "no Triton reachable" in capsys.readouterr().err
+    assert "is not reachable" in capsys.readouterr().err

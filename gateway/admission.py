@@ -1,0 +1,183 @@
+"""Request admission: what a request names and declares, checked before anything else is done.
+
+Pure checks shared by REST and gRPC, run before a body is read, a route is chosen or Triton is
+called: model names and versions against strict patterns, header values with strict ASCII rules,
+JSON nesting depth, and the tensor shapes of a gRPC request. Each failure is a one-line
+:class:`tritium.errors.UserInputError` (a client error: it never counts against a model).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import numpy as np
+
+from tritium.errors import NotFoundError, PayloadTooLargeError, UserInputError
+from tritium.gateway.routes import MODEL_NAME_PATTERN, Route
+
+MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
+VERSION_NUMBER = re.compile(r"[1-9][0-9]{0,18}")
+MAX_VERSION = 2**63 - 1  # Triton versions are int64
+_ASCII_DIGITS = re.compile(r"[0-9]{1,19}")
+_SHOWN = 60  # characters of a refused value quoted back
+
+
+def shown(value: str) -> str:
+    """A client's value quoted back safely: bounded, control characters escaped."""
+    text = value if len(value) <= _SHOWN else value[:_SHOWN] + "…"
+    return ascii(text) if not text.isprintable() or not text.isascii() else repr(text)
+
+
+def check_model_name(name: str) -> None:
+    if MODEL_NAME.fullmatch(name) is None:
+        raise UserInputError(
+            f"invalid model name {shown(name)}",
+            hint="model names are 1-128 characters of letters, digits, '_', '-' and '.', "
+            "starting with a letter, digit or '_'",
+        )
+
+
+def is_version_number(version: str) -> bool:
+    return VERSION_NUMBER.fullmatch(version) is not None and int(version) <= MAX_VERSION
+
+
+def check_version(model: str, version: str, route: Route | None) -> None:
+    """A version is empty (the route or Triton's policy decides), a version number, or an alias of
+    the model's route."""
+    if not version or is_version_number(version):
+        return
+    if route is not None and route.target(version) is not None:
+        return
+    aliases = ", ".join(t.alias for t in route.targets) if route is not None else ""
+    if route is not None and re.fullmatch(r"[a-z][a-z0-9_-]{0,62}", version):
+        raise NotFoundError(
+            f"model {model!r} has no target {version!r}", hint=f"its route's targets are: {aliases}"
+        )
+    raise UserInputError(
+        f"invalid version {shown(version)} for model {model!r}",
+        hint="a version is a positive integer"
+        + (f" or one of the route's targets: {aliases}" if aliases else ""),
+    )
+
+
+def parse_length(value: str, what: str) -> int:
+    """A byte count from a header: ASCII digits only (``"²".isdigit()`` is True, ``int("²")`` fails)."""
+    stripped = value.strip(" \t")
+    if _ASCII_DIGITS.fullmatch(stripped) is None:
+        raise UserInputError(f"invalid {what} {shown(value)}", hint="it must be a byte count in ASCII digits")
+    return int(stripped)
+
+
+def check_declared_size(declared: int | None, limit: int) -> None:
+    if declared is not None and declared > limit:
+        raise PayloadTooLargeError(
+            f"request body of {declared} bytes exceeds the limit of {limit} bytes",
+            hint="send smaller batches or raise max_payload_bytes",
+        )
+
+
+def json_header_length(value: str | None, body_size: int) -> int:
+    """How much of the body is JSON: all of it, or Inference-Header-Content-Length bytes of it."""
+    if value is None:
+        return body_size
+    length = parse_length(value, "Inference-Header-Content-Length")
+    if length > body_size:
+        raise UserInputError(
+            f"Inference-Header-Content-Length {length} exceeds the body of {body_size} bytes",
+            hint="it must be the byte length of the JSON header at the start of the body",
+        )
+    return length
+
+
+# --- JSON nesting -------------------------------------------------------------------------------
+# Triton parses JSON bodies recursively: ~10^6 nested brackets crash it. A JSON parser here would
+# cost CPU on every request and build Python objects several times the body's size, so the depth is
+# found with C-speed byte operations instead: keep only what can carry structure, drop escape pairs
+# and strings, then take the running sum of the brackets that remain.
+
+_KEPT_FOR_ESCAPES = b'"\\[]{}/bfnrtu'  # structure, and every character that may follow a backslash
+_DROP_FOR_ESCAPES = bytes(sorted(set(range(256)) - set(_KEPT_FOR_ESCAPES)))
+_DROP_FOR_STRUCTURE = bytes(sorted(set(range(256)) - set(b'"[]{}')))
+_ESCAPE_PAIR = re.compile(rb"\\.", re.DOTALL)
+_STRING = re.compile(rb'"[^"]*"')
+_STEP = np.zeros(256, dtype=np.int8)
+_STEP[list(b"[{")] = 1
+_STEP[list(b"]}")] = -1
+_CHUNK = 1 << 20
+
+
+def json_depth(data: bytes | bytearray) -> int:
+    """The deepest bracket nesting of a JSON text, ignoring brackets inside strings.
+
+    Raises UserInputError for text whose brackets or quotes do not balance.
+    """
+    reduced = data.translate(None, _DROP_FOR_ESCAPES)
+    reduced = _ESCAPE_PAIR.sub(b"", reduced)
+    reduced = reduced.translate(None, _DROP_FOR_STRUCTURE)
+    reduced = _STRING.sub(b"", reduced)
+    if b'"' in reduced:
+        raise UserInputError("invalid JSON body: a string is not terminated")
+    depth, deepest = 0, 0
+    for start in range(0, len(reduced), _CHUNK):  # bounded memory whatever the body holds
+        steps = _STEP[
+            np.frombuffer(reduced, dtype=np.uint8, count=min(_CHUNK, len(reduced) - start), offset=start)
+        ]
+        running = np.cumsum(steps, dtype=np.int64) + depth
+        if running.size:
+            if running.min() < 0:
+                raise UserInputError("invalid JSON body: a bracket closes nothing")
+            deepest = max(deepest, int(running.max()))
+            depth = int(running[-1])
+    if depth != 0:
+        raise UserInputError("invalid JSON body: a bracket is not closed")
+    return deepest
+
+
+_OBJECT_START = re.compile(rb"[ \t\r\n]*\{")
+
+
+def check_json_body(data: bytes | bytearray, max_depth: int) -> None:
+    """Refuse a JSON infer body that is not an object or nests deeper than ``max_depth``."""
+    if _OBJECT_START.match(data) is None:
+        raise UserInputError(
+            "invalid JSON body: an inference request is a JSON object", hint="see the KServe v2 protocol"
+        )
+    # Cheap first: a body with no more openers than the limit cannot nest deeper than it.
+    if data.count(b"[") + data.count(b"{") <= max_depth:
+        return
+    depth = json_depth(data)
+    if depth > max_depth:
+        raise UserInputError(
+            f"JSON body nested {depth} levels deep, more than the {max_depth} allowed",
+            hint="send tensor data flat (row-major) or raise max_json_depth",
+        )
+
+
+# --- gRPC tensors -------------------------------------------------------------------------------
+DTYPE_SIZES = {
+    "BOOL": 1, "UINT8": 1, "UINT16": 2, "UINT32": 4, "UINT64": 8, "INT8": 1, "INT16": 2, "INT32": 4,
+    "INT64": 8, "FP16": 2, "BF16": 2, "FP32": 4, "FP64": 8,
+}  # fmt: skip
+
+
+def check_tensor(name: str, datatype: str, shape: Iterable[int], raw_size: int | None, limit: int) -> None:
+    """A request tensor's shape must describe data the request can carry: non-negative dimensions,
+    no overflow, and (for raw contents of fixed-size types) exactly as many bytes as it holds."""
+    dims = list(shape)
+    if any(d < 0 for d in dims):
+        raise UserInputError(f"input {shown(name)} has a negative dimension in shape {dims}")
+    elements = 1
+    for dim in dims:
+        elements *= dim
+        if elements > limit:  # also the overflow guard: Triton answers INTERNAL to 2**62-element shapes
+            raise UserInputError(
+                f"input {shown(name)} shape {dims} describes more elements than a request of at most "
+                f"{limit} bytes can carry"
+            )
+    size = DTYPE_SIZES.get(datatype)
+    if raw_size is not None and size is not None and elements * size != raw_size:
+        raise UserInputError(
+            f"input {shown(name)} shape {dims} of {datatype} needs {elements * size} bytes, "
+            f"the request carries {raw_size}"
+        )
