@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from tritium.errors import NotFoundError
@@ -43,6 +43,10 @@ GatewayDep = Annotated[Gateway, Depends(_gateway)]
 ModelName = Annotated[str, Path(pattern=f"^{MODEL_NAME_PATTERN}$", description="a model (route) name")]
 
 
+class Error(BaseModel):
+    error: str = Field(description="one line: what is wrong and how to fix it")
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -70,7 +74,24 @@ class Reason(_Body):
     reason: str = Field(default="manual", max_length=300)
 
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+def statuses(*codes: int) -> dict[int | str, dict]:
+    """The error statuses an admin route really answers (besides 200, 401 and 403), for the spec."""
+    return {code: {"model": Error, "description": ADMIN_STATUS_TEXT[code]} for code in codes}
+
+
+ADMIN_STATUS_TEXT = {
+    400: "invalid model name, route or body",
+    401: "the admin API needs a bearer token",
+    403: "the admin token is not valid, or the admin API is disabled (no admin token set)",
+    404: "no such route, target or model",
+    409: "the route changed meanwhile, no canary in progress, or a target is not loaded in Triton "
+    "(or failed to load)",
+    503: "Triton is not reachable",
+    504: "Triton did not answer in time",
+}
+CHANGE = statuses(400, 404, 409, 503, 504)
+
+router = APIRouter(prefix="/admin", tags=["admin"], responses=statuses(401, 403))
 
 
 def _route(gateway: Gateway, model: str) -> Route:
@@ -102,7 +123,7 @@ async def list_routes(gateway: GatewayDep, _: Actor) -> dict:
     return table_to_data(gateway.store.table)
 
 
-@router.get("/routes/{model}")
+@router.get("/routes/{model}", responses=statuses(400, 404))
 async def show_route(model: ModelName, gateway: GatewayDep, _: Actor) -> dict:
     route = _route(gateway, model)
     data = _route_data(model, route)
@@ -125,13 +146,13 @@ def vars_of(summary) -> dict:  # type: ignore[no-untyped-def]
     }
 
 
-@router.put("/routes/{model}")
+@router.put("/routes/{model}", responses=statuses(400, 409, 503, 504))
 async def put_route(model: ModelName, body: dict, gateway: GatewayDep, who: Actor) -> dict:
     new = validated_route(body)  # a full declaration: it replaces whatever is there (last writer wins)
     return await _replace(gateway, model, "put", who, new, based_on=ANY_ROUTE, detail="route replaced")
 
 
-@router.delete("/routes/{model}")
+@router.delete("/routes/{model}", responses=statuses(400, 404))
 async def delete_route(model: ModelName, gateway: GatewayDep, who: Actor) -> dict:
     _route(gateway, model)
     await gateway.store.change(model, "delete", who, lambda table: table.with_route(model, None))
@@ -139,7 +160,7 @@ async def delete_route(model: ModelName, gateway: GatewayDep, who: Actor) -> dic
     return {"model": model, "deleted": True}
 
 
-@router.post("/routes/{model}/weights")
+@router.post("/routes/{model}/weights", responses=CHANGE)
 async def set_weights(model: ModelName, body: WeightsChange, gateway: GatewayDep, who: Actor) -> dict:
     route = _route(gateway, model)
     new = route.with_weights(body.weights)
@@ -147,7 +168,7 @@ async def set_weights(model: ModelName, body: WeightsChange, gateway: GatewayDep
     return await _replace(gateway, model, "set-weights", who, new, based_on=route, detail=detail)
 
 
-@router.post("/routes/{model}/shadow")
+@router.post("/routes/{model}/shadow", responses=CHANGE)
 async def set_shadow(model: ModelName, body: ShadowChange, gateway: GatewayDep, who: Actor) -> dict:
     route = _route(gateway, model)
     new = validated_route({**route.model_dump(), "shadow": body.shadow.model_dump() if body.shadow else None})
@@ -155,7 +176,7 @@ async def set_shadow(model: ModelName, body: ShadowChange, gateway: GatewayDep, 
     return await _replace(gateway, model, "set-shadow", who, new, based_on=route, detail=detail)
 
 
-@router.post("/routes/{model}/canary")
+@router.post("/routes/{model}/canary", responses=CHANGE)
 async def start_canary(model: ModelName, body: CanaryStart, gateway: GatewayDep, who: Actor) -> dict:
     route = _route(gateway, model)
     overrides = body.model_dump(exclude={"stable", "canary"}, exclude_none=True)
@@ -165,7 +186,7 @@ async def start_canary(model: ModelName, body: CanaryStart, gateway: GatewayDep,
     return await _replace(gateway, model, "canary-start", who, new, based_on=route, detail=detail)
 
 
-@router.post("/routes/{model}/canary/promote")
+@router.post("/routes/{model}/canary/promote", responses=CHANGE)
 async def promote_canary(
     model: ModelName, gateway: GatewayDep, who: Actor, body: Reason | None = None
 ) -> dict:
@@ -175,7 +196,7 @@ async def promote_canary(
     return await _replace(gateway, model, "canary-promote", who, new, based_on=route, detail=reason)
 
 
-@router.post("/routes/{model}/canary/rollback")
+@router.post("/routes/{model}/canary/rollback", responses=CHANGE)
 async def rollback_canary(
     model: ModelName, gateway: GatewayDep, who: Actor, body: Reason | None = None
 ) -> dict:
@@ -187,20 +208,21 @@ async def rollback_canary(
     return result
 
 
-@router.get("/models")
+@router.get("/models", responses=statuses(503, 504))
 async def list_models(gateway: GatewayDep, _: Actor) -> dict:
     return {"models": await gateway.upstream.repository_index()}
 
 
-@router.post("/models/{model}/load")
+@router.post("/models/{model}/load", responses=statuses(400, 404, 409, 503, 504))
 async def load_model(model: ModelName, gateway: GatewayDep, who: Actor) -> dict:
     """Load (or reload) a model from Triton's repository, as it is there: no overrides."""
+    await gateway.require_in_repository(model)  # 404 for a name the repository does not hold
     await gateway.upstream.load_model(model)
     await gateway.store.audit_only(model, "load", who)
     return {"model": model, "loaded": True}
 
 
-@router.post("/models/{model}/unload")
+@router.post("/models/{model}/unload", responses=statuses(400, 404, 503, 504))
 async def unload_model(model: ModelName, gateway: GatewayDep, who: Actor) -> dict:
     await gateway.require_in_repository(model)  # 404, not audited, for a name Triton does not hold
     await gateway.upstream.unload_model(model)
@@ -214,16 +236,21 @@ async def audit(gateway: GatewayDep, _: Actor) -> dict:
     return {"records": [vars(r) for r in records]}
 
 
-@router.get("/openapi.json", include_in_schema=False)
-async def openapi(request: Request, _: Actor) -> JSONResponse:
-    return JSONResponse(request.app.openapi())
+@router.get("/openapi.json")
+async def openapi(_: Actor) -> dict:
+    """This document: every route the gateway serves, with the statuses each answers."""
+    return spec()
 
 
-@router.get("/docs", include_in_schema=False)
-async def docs(request: Request, _: Actor) -> HTMLResponse:
+@router.get("/docs", response_class=HTMLResponse)
+async def docs(_: Actor) -> HTMLResponse:
     """Swagger UI with the spec embedded: the page needs no second, unauthenticated request."""
     return get_swagger_ui_html(
-        openapi_url="/admin/openapi.json",
-        title="Tritium gateway admin API",
-        swagger_ui_parameters={"spec": request.app.openapi()},
+        openapi_url="/admin/openapi.json", title="Tritium gateway API", swagger_ui_parameters={"spec": spec()}
     )
+
+
+def spec() -> dict:
+    from tritium.gateway.openapi import build_openapi  # it reads this module's router
+
+    return build_openapi(list(router.routes))

@@ -117,18 +117,22 @@ class BodyReader:
             return first
         buffer = bytearray(declared) if declared is not None else bytearray()
         size = 0
-        async for chunk in _chunks(receive, first):
-            end = size + len(chunk)
-            if declared is None:
-                if end > limit:
-                    raise _too_large(limit)
-                self._grow(len(chunk))
-                buffer += chunk
-            else:
-                if end > declared:
-                    raise UserInputError(f"the request body is longer than its Content-Length of {declared}")
-                buffer[size:end] = chunk
-            size = end
+        try:
+            async for chunk in _chunks(receive, first):
+                end = size + len(chunk)
+                if declared is None:
+                    if end > limit:
+                        raise _too_large(limit)
+                    self._grow(len(chunk))
+                    buffer += chunk
+                else:
+                    if end > declared:
+                        raise UserInputError(f"the request body is longer than its Content-Length of {declared}")
+                    buffer[size:end] = chunk
+                size = end
+        except BaseException:
+            del buffer  # the traceback keeps this frame: it must not keep the body
+            raise
         if declared is not None and size != declared:
             raise UserInputError(f"the request body has {size} bytes, its Content-Length says {declared}")
         return buffer
@@ -154,7 +158,11 @@ class BodyReader:
                     raise UserInputError(f"the {encoding} request body has data after its end")
             take(decoder.flush())
         except zlib.error as exc:
+            del decoded
             raise UserInputError(f"the request body is not valid {encoding}: {exc}") from None
+        except BaseException:
+            del decoded  # the traceback keeps this frame: it must not keep the body
+            raise
         if not decoder.eof:
             raise UserInputError(f"the {encoding} request body is truncated")
         return decoded

@@ -39,6 +39,10 @@ def run_gateway(
     port: Annotated[int | None, typer.Option("--port", help="REST port.")] = None,
     grpc_port: Annotated[int | None, typer.Option("--grpc-port", help="gRPC port.")] = None,
     no_grpc: Annotated[bool, typer.Option("--no-grpc", help="Serve REST only.")] = False,
+    admin_port: Annotated[
+        int | None,
+        typer.Option("--admin-port", help="Serve the admin API on this port only (default: the REST port)."),
+    ] = None,
     triton_http: Annotated[str | None, typer.Option("--triton-http", help="Triton HTTP host:port.")] = None,
     triton_grpc: Annotated[str | None, typer.Option("--triton-grpc", help="Triton gRPC host:port.")] = None,
     routes: Annotated[Path | None, typer.Option("--routes", help="Route file (YAML).")] = None,
@@ -62,6 +66,7 @@ def run_gateway(
         host=host,
         http_port=port,
         grpc_port=grpc_port,
+        admin_port=admin_port,
         triton_http_url=triton_http,
         triton_grpc_url=triton_grpc,
         route_file=routes,
@@ -76,7 +81,13 @@ def run_gateway(
     console.print(
         f"gateway on REST {settings.host}:{settings.http_port}{grpc_text} -> Triton {settings.triton_http_url} / "
         f"{settings.triton_grpc_url}; {len(table.routes)} route(s) from {settings.route_file}"
-        + ("" if settings.admin_token else "; admin API disabled (no admin token)")
+        + (
+            "; admin API disabled (no admin token)"
+            if not settings.admin_token
+            else f"; admin API on port {settings.admin_port}"
+            if settings.admin_port is not None
+            else ""
+        )
         + (f"; {settings.workers} workers" if settings.workers > 1 else "")
     )
     if settings.workers > 1:
@@ -117,12 +128,16 @@ def _run_workers(settings, log_level: str) -> None:  # type: ignore[no-untyped-d
     from tritium.gateway.settings import pass_to_workers, startup_failure_file
     from tritium.gateway.shared_outcomes import SharedOutcomes
 
-    if settings.http_port == 0 or settings.grpc_port == 0:
+    if 0 in (settings.http_port, settings.grpc_port, settings.admin_port):
         raise UserInputError(
             "--workers needs fixed ports: every worker must serve the same ones",
-            hint="pass --port and --grpc-port (or --no-grpc) other than 0",
+            hint="pass --port, --grpc-port (or --no-grpc) and --admin-port (if any) other than 0",
         )
-    for name, port in (("REST", settings.http_port), ("gRPC", settings.grpc_port)):
+    for name, port in (
+        ("REST", settings.http_port),
+        ("gRPC", settings.grpc_port),
+        ("admin", settings.admin_port),
+    ):
         why = unbindable(settings.host, port) if port is not None else None
         if why is not None:
             raise UnavailableError(

@@ -43,6 +43,9 @@ class Call:
 
     def finish(self) -> None:
         self.gateway.record(self, time.perf_counter() - self.started)
+        # The error's traceback holds the handler's frame, which holds this call: without this, the
+        # request body would live in that cycle until the garbage collector happens to run.
+        self.error = None
 
 
 class Gateway:
@@ -119,24 +122,22 @@ class Gateway:
         if children is None:  # `.labels()` costs more than the observation itself: resolve once per key
             if len(self._metric_children) > 10_000:  # bounded labels; this is only a cache of them
                 self._metric_children.clear()
+            timed = outcome is not Outcome.CLIENT_ERROR  # no empty histograms for refusals
             children = self._metric_children[key] = (
                 metrics.REQUESTS.labels(*key),
-                metrics.REQUEST_DURATION.labels(model, variant, call.protocol),
-                metrics.UPSTREAM_DURATION.labels(model, variant, call.protocol),
+                metrics.REQUEST_DURATION.labels(model, variant, call.protocol) if timed else None,
+                metrics.UPSTREAM_DURATION.labels(model, variant, call.protocol) if timed else None,
             )
         requests, duration, upstream = children
         requests.inc()
+        if duration is None:
+            return  # counted, but a refusal's latency would dilute (or a slow body inflate) the model's
         duration.observe(total_s)
-        if call.upstream_s is not None:
+        if call.upstream_s is not None and upstream is not None:
             upstream.observe(call.upstream_s)
         # Canary windows judge the model: only routed requests the route chose the version of, and
         # never a client's mistake (it would dilute, or fake, the error rate and latency).
-        if (
-            decision is not None
-            and decision.public_model in routes
-            and not decision.client_version
-            and outcome is not Outcome.CLIENT_ERROR
-        ):
+        if decision is not None and decision.public_model in routes and not decision.client_version:
             self.windows.record(model, variant, at=time.time(), ok=outcome is Outcome.OK, latency_s=total_s)
 
     def submit_shadow(self, shadow: Decision, send: Callable[[], Awaitable[bool]], size: int) -> None:

@@ -96,12 +96,18 @@ def from_triton_http(status: int, body: bytes, decision: Decision) -> TritiumErr
     )
 
 
-def from_triton_grpc(error: grpc.aio.AioRpcError, decision: Decision, triton_url: str) -> TritiumError:
+def from_triton_grpc(
+    error: grpc.aio.AioRpcError,
+    decision: Decision,
+    triton_url: str,
+    kind: TritonCall = TritonCall.INFER,
+    what: str | None = None,
+) -> TritiumError:
     failure = triton_errors.from_grpc(
         error.code().name,
         error.details() or "",
-        call=TritonCall.INFER,
-        what=decision.label or "Triton",
+        call=kind,
+        what=what or (decision.label if decision.model else "the request"),
         url=triton_url,
     )
     return for_route(failure, decision)

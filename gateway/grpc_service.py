@@ -29,6 +29,7 @@ from tritium.gateway.error_mapping import (
 )
 from tritium.gateway.overrides import describe_load, refuse_overrides
 from tritium.gateway.router import Decision
+from tritium.triton_errors import TritonCall
 
 VARIANT_PARAMETER = "tritium_variant"
 IN_FLIGHT = metrics.IN_FLIGHT.labels(protocol="grpc")
@@ -143,11 +144,13 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         self.gateway = gateway
         self.timeout = gateway.settings.upstream_timeout_s
 
-    async def _call(self, method, request, decision: Decision):  # type: ignore[no-untyped-def]
+    async def _call(
+        self, method, request, decision: Decision, kind: TritonCall = TritonCall.CONTROL, what=None
+    ):  # type: ignore[no-untyped-def]
         try:
             return await method(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as error:
-            raise from_triton_grpc(error, decision, self.gateway.upstream.grpc_url) from None
+            raise from_triton_grpc(error, decision, self.gateway.upstream.grpc_url, kind, what) from None
 
     async def ModelInfer(self, request: service_pb2.ModelInferRequest, context: grpc.aio.ServicerContext):
         gateway = self.gateway
@@ -343,7 +346,13 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         check_model_name(request.model_name)
         load = describe_load(request.parameters)
         refuse_overrides(load, allowed=self.gateway.settings.allow_model_overrides)
-        await self._call(self.gateway.upstream.stub.RepositoryModelLoad, request, NO_DECISION)
+        await self._call(
+            self.gateway.upstream.stub.RepositoryModelLoad,
+            request,
+            NO_DECISION,
+            TritonCall.LOAD,
+            what=f"model {request.model_name!r}",
+        )
         await self.gateway.store.audit_only(
             request.model_name, "load", _actor(metadata, context), detail=load.detail
         )

@@ -6,8 +6,10 @@ to the route file, so a file written by the gateway can be edited by hand and lo
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import stat
 import tempfile
 from enum import Enum
 from pathlib import Path
@@ -229,8 +231,10 @@ def save_table(table: RouteTable, path: Path) -> None:
     """Write the table atomically: a reader sees the old file or the new one, never a torn one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(table_to_data(table), sort_keys=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # created 0600
     try:
+        with contextlib.suppress(FileNotFoundError):  # an operator's file keeps the mode they gave it
+            os.fchmod(fd, stat.S_IMODE(path.stat().st_mode))
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()

@@ -245,10 +245,15 @@ def read_route_file(path: Path) -> tuple[Stamp, bytes | None]:
     return hashlib.blake2b(content, digest_size=16).digest(), content
 
 
+def _open_private(path: Path, mode: str):  # type: ignore[no-untyped-def]
+    """Open for appending; a file the gateway creates is readable by its owner only (0600)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), mode)
+
+
 @contextmanager
 def _exclusive(lock_file: Path) -> Iterator[None]:
     lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with lock_file.open("a") as handle:
+    with _open_private(lock_file, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -268,7 +273,7 @@ def _tail_lines(path: Path, limit: int, chunk: int = 1 << 20) -> list[str]:
 
 
 def _append_line(path: Path, line: str) -> None:
-    with path.open("a") as f:
+    with _open_private(path, "a") as f:  # who did what from where: 0600 like the route file
         f.write(line + "\n")
 
 

@@ -1,0 +1,236 @@
+"""Request admission and body reading: the pure checks, and the body reader on ASGI messages."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import zlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tritium.errors import (
+    NotFoundError,
+    OverloadedError,
+    PayloadTooLargeError,
+    RequestTimeoutError,
+    UnsupportedMediaTypeError,
+    UserInputError,
+)
+from tritium.gateway import admission
+from tritium.gateway.body import BodyLimits, BodyReader, ByteBudget
+from tritium.gateway.routes import validated_route
+
+ROUTE = validated_route(
+    {
+        "targets": [
+            {"alias": "stable", "model": "echo", "version": "1", "weight": 100},
+            {"alias": "canary", "model": "echo", "version": "2", "weight": 0},
+        ]
+    }
+)
+
+
+@pytest.mark.parametrize("name", ["echo", "resnet-50", "7b.int8", "_x", "a" * 128, "Model_1.2-b"])
+def test_model_names_triton_repositories_hold_pass(name: str) -> None:
+    admission.check_model_name(name)
+
+
+@pytest.mark.parametrize(
+    "name", ["", ".", "..", "-x", "a/b", "digits\0x", "a b", "日本", "a" * 129, "x" * 10_000]
+)
+def test_other_model_names_are_refused_in_one_line_without_echoing_them(name: str) -> None:
+    with pytest.raises(UserInputError) as info:
+        admission.check_model_name(name)
+    message = info.value.one_line()
+    assert message.startswith("invalid model name") and "\n" not in message and len(message) < 400
+    assert "\0" not in message
+
+
+@pytest.mark.parametrize("version", ["", "1", "12", str(2**63 - 1), "canary", "stable"])
+def test_versions_are_numbers_or_route_aliases(version: str) -> None:
+    admission.check_version("echo", version, ROUTE)
+
+
+@pytest.mark.parametrize("version", ["0", "01", "1.5", "1x", " 1", "²", "日", str(2**63), "9" * 30, "-1"])
+def test_other_versions_are_400(version: str) -> None:
+    with pytest.raises(UserInputError) as info:
+        admission.check_version("echo", version, ROUTE)
+    assert type(info.value) is UserInputError and info.value.http_status == 400
+
+
+def test_an_unknown_alias_is_404_and_aliases_need_a_route() -> None:
+    with pytest.raises(NotFoundError, match=r"has no target 'shadow'.*stable, canary"):
+        admission.check_version("echo", "shadow", ROUTE)
+    with pytest.raises(UserInputError, match="a version is a positive integer"):
+        admission.check_version("other", "canary", None)
+
+
+@pytest.mark.parametrize("value", ["²", "1²", "-1", "1e3", "0x10", "", "1 2", "9" * 20, "١٢"])
+def test_lengths_are_ascii_digits(value: str) -> None:
+    with pytest.raises(UserInputError, match="invalid Content-Length"):
+        admission.parse_length(value, "Content-Length")
+
+
+def test_lengths_parse() -> None:
+    assert admission.parse_length(" 42 ", "x") == 42
+    assert admission.json_header_length(None, 10) == 10
+    assert admission.json_header_length("4", 10) == 4
+    with pytest.raises(UserInputError, match="exceeds the body of 10 bytes"):
+        admission.json_header_length("11", 10)
+
+
+def _depth(value: object) -> int:
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    return 0
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.text(alphabet='[]{}"\\ab/\n日'),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(alphabet='[]{}"\\k'), children, max_size=3)
+    ),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON)
+def test_json_depth_matches_a_real_parser(value: object) -> None:
+    """Brackets, quotes and backslashes inside strings (escaped or not) never count."""
+    for text in (json.dumps(value), json.dumps(value, ensure_ascii=False)):
+        assert admission.json_depth(text.encode()) == _depth(value)
+
+
+def test_json_depth_of_deep_and_broken_text() -> None:
+    assert admission.json_depth(b"[" * 1_000_000 + b"]" * 1_000_000) == 1_000_000
+    for broken in (b"[[]", b"[]]", b'{"a": "x}', b"]["):
+        with pytest.raises(UserInputError, match="invalid JSON body"):
+            admission.json_depth(broken)
+
+
+def test_json_bodies_are_objects_within_the_depth() -> None:
+    body = json.dumps({"inputs": [{"name": "x", "shape": [2, 2], "data": [[1, 2], [3, 4]]}]}).encode()
+    admission.check_json_body(body, max_depth=5)
+    deeper = json.dumps({"inputs": [{"data": [[[[1]]]]}]}).encode()
+    with pytest.raises(UserInputError, match="nested 7 levels deep, more than the 5 allowed"):
+        admission.check_json_body(deeper, max_depth=5)
+    bomb = b'{"inputs": ' + b"[" * 1_000_000 + b"]" * 1_000_000 + b"}"
+    with pytest.raises(UserInputError, match="nested 1000001 levels deep"):
+        admission.check_json_body(bomb, max_depth=32)
+    for not_object in (b"[]", b"", b"  ", b"null"):
+        with pytest.raises(UserInputError, match="is a JSON object"):
+            admission.check_json_body(not_object, max_depth=32)
+
+
+def test_tensor_shapes_must_describe_the_data() -> None:
+    admission.check_tensor("x", "FP32", [1, 4], 16, limit=1024)
+    admission.check_tensor("x", "BYTES", [1, 4], 99, limit=1024)  # variable-size elements: Triton checks
+    with pytest.raises(UserInputError, match="more elements than a request of at most"):
+        admission.check_tensor("x", "FP32", [2**62, 1, 8, 8], 256, limit=64 * 2**20)
+    with pytest.raises(UserInputError, match="needs 16 bytes, the request carries 12"):
+        admission.check_tensor("x", "FP32", [1, 4], 12, limit=1024)
+    with pytest.raises(UserInputError, match="negative dimension"):
+        admission.check_tensor("x", "FP32", [-1, 4], None, limit=1024)
+
+
+# --- the body reader, on the ASGI messages a server hands the app ----------------------------------
+
+
+def _receiver(*chunks: bytes, delay_s: float = 0.0, disconnect: bool = False):
+    messages = [
+        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)
+    ]
+    if disconnect:
+        messages[-1]["more_body"] = True
+        messages.append({"type": "http.disconnect"})
+
+    async def receive() -> dict:
+        await asyncio.sleep(delay_s)
+        return messages.pop(0)
+
+    return receive
+
+
+def _reader(budget: int = 1 << 20, limit: int = 1 << 16, timeout_s: float = 5.0) -> BodyReader:
+    return BodyReader(ByteBudget(budget), BodyLimits(limit, timeout_s))
+
+
+async def test_a_body_in_chunks_is_read_whole_and_held_until_released() -> None:
+    reader = _reader()
+    body = await reader.read(_receiver(b"ab", b"cd", b"ef"), "6", None)
+    assert bytes(body) == b"abcdef" and reader.budget.used == 6
+    reader.release()
+    assert reader.budget.used == 0
+
+
+async def test_size_lies_and_limits() -> None:
+    with pytest.raises(PayloadTooLargeError, match="request body of 70000 bytes exceeds"):
+        await _reader().read(_receiver(b""), "70000", None)
+    with pytest.raises(PayloadTooLargeError, match="exceeds the limit"):  # chunked, no declared length
+        await _reader(limit=4).read(_receiver(b"abc", b"de"), None, None)
+    with pytest.raises(UserInputError, match="longer than its Content-Length"):
+        await _reader().read(_receiver(b"abc", b"de"), "4", None)
+    with pytest.raises(UserInputError, match="has 3 bytes, its Content-Length says 4"):
+        await _reader().read(_receiver(b"ab", b"c"), "4", None)
+    with pytest.raises(UserInputError, match="went away"):
+        await _reader().read(_receiver(b"ab", disconnect=True), "4", None)
+
+
+async def test_a_slow_body_times_out() -> None:
+    with pytest.raises(RequestTimeoutError, match=r"did not arrive within 0\.2 s"):
+        await _reader(timeout_s=0.2).read(_receiver(b"a", b"b", b"c", delay_s=0.15), "3", None)
+
+
+async def test_the_budget_sheds_before_reading_and_frees_on_release() -> None:
+    budget = ByteBudget(100)
+    first = BodyReader(budget, BodyLimits(80, 5.0))
+    await first.read(_receiver(b"x" * 60), "60", None)
+    with pytest.raises(OverloadedError) as info:
+        await BodyReader(budget, BodyLimits(80, 5.0)).read(_receiver(b"y" * 50), "50", None)
+    assert info.value.http_status == 503 and info.value.retry_after_s >= 1
+    first.release()
+    assert budget.used == 0
+    second = BodyReader(budget, BodyLimits(80, 5.0))
+    await second.read(_receiver(b"y" * 50), "50", None)
+    assert budget.used == 50
+
+
+async def test_gzip_and_deflate_are_decoded_and_counted_decoded() -> None:
+    payload = json.dumps({"inputs": []}).encode() * 100
+    reader = _reader()
+    zipped = gzip.compress(payload)
+    assert bytes(await reader.read(_receiver(zipped[:10], zipped[10:]), str(len(zipped)), "gzip")) == payload
+    assert reader.budget.used == len(zipped) + len(payload)
+    deflated = zlib.compress(payload)
+    assert bytes(await _reader().read(_receiver(deflated), None, "Deflate")) == payload
+
+
+async def test_a_compression_bomb_stops_at_the_decoded_limit() -> None:
+    bomb = gzip.compress(b"\0" * (64 << 20))  # 64 MiB of zeros in ~64 KiB
+    reader = _reader(budget=1 << 30, limit=1 << 20)
+    with pytest.raises(PayloadTooLargeError, match="decoded request body exceeds the limit of 1048576"):
+        await reader.read(_receiver(bomb), str(len(bomb)), "gzip")
+    assert reader.reserved <= len(bomb) + (1 << 20) + 1  # it never held more than the limit decoded
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd", "compress", "gzip, br", "x" * 500])
+async def test_other_encodings_are_415(encoding: str) -> None:
+    with pytest.raises(UnsupportedMediaTypeError) as info:
+        await _reader().read(_receiver(b"abc"), "3", encoding)
+    assert info.value.http_status == 415 and len(info.value.one_line()) < 200
+
+
+async def test_broken_compressed_bodies_are_400() -> None:
+    zipped = gzip.compress(b"hello world" * 10)
+    with pytest.raises(UserInputError, match="not valid gzip"):
+        await _reader().read(_receiver(b"not gzip at all"), None, "gzip")
+    with pytest.raises(UserInputError, match="truncated"):
+        await _reader().read(_receiver(zipped[:-8]), None, "gzip")
+    with pytest.raises(UserInputError, match="data after its end"):
+        await _reader().read(_receiver(zipped + b"junk"), None, "gzip")
