@@ -274,16 +274,14 @@ def build_openapi(admin_routes: list[BaseRoute]) -> dict:
 
 
 def _no_422(paths: dict) -> None:
-    """FastAPI documents 422 for invalid input; the gateway answers 400 (gateway/error_mapping.py)."""
+    """FastAPI documents 422 for invalid input, and error bodies in a route's own media type (HTML for
+    the docs page); the gateway answers 400, and every error as JSON (gateway/error_mapping.py)."""
     for operations in paths.values():
         for operation in operations.values():
             responses = operation.get("responses", {})
             if "422" in responses:
                 responses.pop("422")
-                responses.setdefault(
-                    "400",
-                    {
-                        "description": STATUS_TEXT[400],
-                        "content": {"application/json": {"schema": ERROR_SCHEMA}},
-                    },
-                )
+                responses.setdefault("400", {"description": STATUS_TEXT[400]})
+            for status, response in responses.items():
+                if status != "200":
+                    response["content"] = {"application/json": {"schema": ERROR_SCHEMA}}

@@ -20,6 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# Property-based tests (hypothesis, schemathesis) keep no example database in the working directory.
+settings.register_profile("tritium", database=None, deadline=None)
+settings.load_profile("tritium")
 
 TINY_MODEL = "tiny"
 TINY_IN = 4

@@ -5,6 +5,7 @@ sys.path does not shadow the installed mapping (docs/layout.md)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -42,11 +43,21 @@ def test_the_repository_root_on_sys_path_does_not_shadow_the_package() -> None:
     assert Path(recipe) == REPO / "builder" / "recipe.py"
 
 
+PACKAGED = ("pyproject.toml", "README.md", "core", "builder", "serving", "gateway")
+
+
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`python -m build`: the sdist, then the wheel built from that sdist."""
+    """`python -m build`: the sdist, then the wheel built from that sdist — from a copy of the packaged
+    sources, since setuptools writes its egg-info into the source tree."""
+    source = tmp_path_factory.mktemp("source")
+    for name in PACKAGED:
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(REPO / name, source / name)
     out = tmp_path_factory.mktemp("dist")
-    result = _run([sys.executable, "-m", "build", "--outdir", str(out), str(REPO)], cwd=out)
+    result = _run([sys.executable, "-m", "build", "--outdir", str(out), str(source)], cwd=out)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "SetuptoolsDeprecationWarning" not in result.stdout + result.stderr
     return out
