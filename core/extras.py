@@ -46,6 +46,7 @@ EXTRA_MODULES: dict[Extra, dict[str, str]] = {
         "tenacity": "tenacity",
         "grpc": "grpcio",
         "aiohttp": "aiohttp",
+        "msgspec": "msgspec",
     },
 }
 

@@ -36,8 +36,9 @@ class TritonCall(str, Enum):
     CONTROL = "control"  # index, unload, readiness, metadata
 
 
-# Triton's JSON front-end reports requests it cannot read with these words (and status 500).
-_UNPARSABLE = ("failed to parse", "unable to parse", "malformed")
+# Triton's JSON front-end reports requests it cannot read with these words (and status 500); the
+# gateway checks the request's structure first (gateway/admission.py), these catch what remains.
+_UNPARSABLE = ("failed to parse", "unable to parse", "malformed", "attempt to ", "failed to get request")
 # A streamed error carries only Triton's message, no status: these words mark the client's fault.
 # "unknown model" alone is not enough: Triton also says it of a model that is there but unloaded
 # ("... is not at ready state", with 503 / UNAVAILABLE).

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Annotated
 
+import msgspec
 import numpy as np
 
 from tritium.errors import NotFoundError, PayloadTooLargeError, UserInputError
@@ -138,20 +140,97 @@ _OBJECT_START = re.compile(rb"[ \t\r\n]*\{")
 
 
 def check_json_body(data: bytes | bytearray, max_depth: int) -> None:
-    """Refuse a JSON infer body that is not an object or nests deeper than ``max_depth``."""
+    """Refuse a JSON infer body (or the JSON header of a binary one) that nests deeper than
+    ``max_depth`` or is not a KServe v2 inference request in structure."""
     if _OBJECT_START.match(data) is None:
         raise UserInputError(
             "invalid JSON body: an inference request is a JSON object", hint="see the KServe v2 protocol"
         )
     # Cheap first: a body with no more openers than the limit cannot nest deeper than it.
-    if data.count(b"[") + data.count(b"{") <= max_depth:
-        return
-    depth = json_depth(data)
-    if depth > max_depth:
-        raise UserInputError(
-            f"JSON body nested {depth} levels deep, more than the {max_depth} allowed",
-            hint="send tensor data flat (row-major) or raise max_json_depth",
-        )
+    if data.count(b"[") + data.count(b"{") > max_depth:
+        depth = json_depth(data)
+        if depth > max_depth:
+            raise UserInputError(
+                f"JSON body nested {depth} levels deep, more than the {max_depth} allowed",
+                hint="send tensor data flat (row-major) or raise max_json_depth",
+            )
+    check_structure(data)
+
+
+# --- the KServe v2 request, in structure ------------------------------------------------------
+# Triton's JSON front-end answers some malformed requests (`"parameters": null`, a number where an
+# object belongs) with 500, as if the model had failed. The structure it reads is checked here, in
+# C (msgspec): tensor data is skipped as raw JSON, never turned into Python objects.
+
+Parameter = str | int | float | bool
+
+
+class _InputParameters(msgspec.Struct):
+    binary_data_size: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+
+class _OutputParameters(msgspec.Struct):
+    binary_data: bool = False
+    classification: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+
+class _RequestParameters(msgspec.Struct):
+    sequence_id: int | str = 0
+    sequence_start: bool = False
+    sequence_end: bool = False
+    priority: Annotated[int, msgspec.Meta(ge=0)] = 0
+    timeout: Annotated[int, msgspec.Meta(ge=0)] = 0
+    binary_data_output: bool = False
+
+
+class _Input(msgspec.Struct):
+    name: str
+    shape: list[Annotated[int, msgspec.Meta(ge=0)]]
+    datatype: str
+    parameters: dict[str, Parameter] = {}
+    data: msgspec.Raw = msgspec.Raw()
+
+
+class _Output(msgspec.Struct):
+    name: str
+    parameters: dict[str, Parameter] = {}
+
+
+class _Request(msgspec.Struct):
+    inputs: list[_Input]
+    id: str = ""
+    parameters: dict[str, Parameter] = {}
+    outputs: list[_Output] = []
+
+
+_DECODE_REQUEST = msgspec.json.Decoder(_Request).decode
+_KNOWN_PARAMETERS = (
+    (lambda r: [r.parameters], _RequestParameters, "parameters"),
+    (lambda r: [i.parameters for i in r.inputs], _InputParameters, "input parameters"),
+    (lambda r: [o.parameters for o in r.outputs], _OutputParameters, "output parameters"),
+)
+_ARRAY_OR_NOTHING = re.compile(rb"[ \t\r\n]*(\[|$)")
+
+
+def check_structure(data: bytes | bytearray) -> None:
+    try:
+        request = _DECODE_REQUEST(data)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise UserInputError(f"invalid inference request: {exc}", hint="see the KServe v2 protocol") from None
+    except RecursionError:
+        raise UserInputError("invalid inference request: JSON nested too deep") from None
+    for tensor in request.inputs:
+        if _ARRAY_OR_NOTHING.match(tensor.data) is None:
+            raise UserInputError(
+                f"invalid inference request: the data of input {shown(tensor.name)} is not an array"
+            )
+    for parameters_of, known, what in _KNOWN_PARAMETERS:
+        for parameters in parameters_of(request):
+            if parameters:
+                try:  # the keys Triton reads itself must have the types it reads them as
+                    msgspec.convert(parameters, known)
+                except msgspec.ValidationError as exc:
+                    raise UserInputError(f"invalid inference request {what}: {exc}") from None
 
 
 # --- gRPC tensors -------------------------------------------------------------------------------

@@ -127,7 +127,9 @@ class BodyReader:
                     buffer += chunk
                 else:
                     if end > declared:
-                        raise UserInputError(f"the request body is longer than its Content-Length of {declared}")
+                        raise UserInputError(
+                            f"the request body is longer than its Content-Length of {declared}"
+                        )
                     buffer[size:end] = chunk
                 size = end
         except BaseException:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import re
 import zlib
 
 import pytest
@@ -115,7 +116,9 @@ def test_json_depth_of_deep_and_broken_text() -> None:
 
 
 def test_json_bodies_are_objects_within_the_depth() -> None:
-    body = json.dumps({"inputs": [{"name": "x", "shape": [2, 2], "data": [[1, 2], [3, 4]]}]}).encode()
+    body = json.dumps(
+        {"inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [[1, 2], [3, 4]]}]}
+    ).encode()
     admission.check_json_body(body, max_depth=5)
     deeper = json.dumps({"inputs": [{"data": [[[[1]]]]}]}).encode()
     with pytest.raises(UserInputError, match="nested 7 levels deep, more than the 5 allowed"):
@@ -126,6 +129,33 @@ def test_json_bodies_are_objects_within_the_depth() -> None:
     for not_object in (b"[]", b"", b"  ", b"null"):
         with pytest.raises(UserInputError, match="is a JSON object"):
             admission.check_json_body(not_object, max_depth=32)
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        ({"parameters": None, "inputs": []}, "Expected `object`, got `null` - at `$.parameters`"),
+        ({"inputs": {}}, "Expected `array`, got `object` - at `$.inputs`"),
+        ({"inputs": [{"name": 1, "shape": [1], "datatype": "FP32"}]}, "Expected `str`, got `int`"),
+        ({"inputs": [{"name": "x", "shape": [-1], "datatype": "FP32"}]}, "Expected `int` >= 0"),
+        ({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": None}]}, "is not an array"),
+        ({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "parameters": {"binary_data_size": True}}]},
+         "input parameters: Expected `int`, got `bool`"),
+        ({"inputs": [], "parameters": {"x": [1]}}, "at `$.parameters[...]`"),
+        ({"inputs": [], "outputs": [{"name": "y", "parameters": {"binary_data": 1}}]}, "Expected `bool`"),
+    ],
+)  # fmt: skip
+def test_requests_triton_would_misread_are_refused(request_: dict, message: str) -> None:
+    """Triton answers some of these 500, as if the model had failed (found by schemathesis)."""
+    with pytest.raises(UserInputError, match=re.escape(message)):
+        admission.check_structure(json.dumps(request_).encode())
+
+
+def test_well_formed_requests_pass_with_their_data_unparsed() -> None:
+    tensor = {"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [[1, 2], [3, 4]]}
+    request = {"id": "a", "inputs": [tensor], "outputs": [{"name": "y", "parameters": {"binary_data": True}}]}
+    admission.check_structure(json.dumps({**request, "parameters": {"priority": 1, "custom": "v"}}).encode())
+    admission.check_structure(b'{"inputs": [{"name": "x", "shape": [1], "datatype": "BYTES"}], "extra": 1}')
 
 
 def test_tensor_shapes_must_describe_the_data() -> None:
