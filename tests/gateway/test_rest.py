@@ -141,7 +141,13 @@ def test_malformed_json_and_binary_header_are_400(ab_gateway):
     answer = httpx.post(
         url, content=b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1,'
     )
-    assert answer.status_code == 400 and "parse" in answer.json()["error"]
+    assert (
+        answer.status_code == 400
+        and "invalid inference request: Input data was truncated" in answer.json()["error"]
+    )
+    answer = httpx.post(url, content=b'{"outputs": []}')  # refused before routing: no variant
+    assert answer.status_code == 400 and "missing required field `inputs`" in answer.json()["error"]
+    assert VARIANT_HEADER not in answer.headers
     for header in ("abc", "99999"):
         answer = httpx.post(
             url, content=b'{"inputs": []}', headers={"Inference-Header-Content-Length": header}
@@ -170,7 +176,10 @@ def _requests_total(metrics_text: str, **labels: str) -> float:
             b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3]}]}',
             "Shape does not match true shape of 'data' field",
         ),
-        (b'{"outputs": []}', "Unable to parse 'inputs'"),
+        (
+            b'{"inputs": [{"name": "nope", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}',
+            "unexpected inference input 'nope'",
+        ),
     ],
 )
 def test_body_triton_cannot_read_is_400_with_its_message_and_counted_as_400(ab_gateway, body, message):
