@@ -231,8 +231,14 @@ def dashboard_queries(prometheus: Prometheus) -> dict[str, str]:
             values = _variable_values(prometheus, variable["query"], chosen)
             assert values, f"{name}: variable {variable['name']} has no values ({variable['query']})"
             options[variable["name"]] = values
+            # Pick this test's model, as a user would: the gateway's metrics live in the test process's
+            # registry, so earlier gateway tests' models are listed too (with no traffic now).
             chosen[variable["name"]] = (
-                variable.get("allValue", ".*") if variable.get("includeAll") else values[0]
+                variable.get("allValue", ".*")
+                if variable.get("includeAll")
+                else MODEL
+                if MODEL in values
+                else values[0]
             )
         for panel in panels(board):
             repeat = panel.get("repeat")

@@ -644,3 +644,16 @@ def test_the_admin_port_must_be_free(hostile_triton, tmp_path) -> None:
     assert result.returncode == 6, result.stdout + result.stderr
     assert f"cannot serve the admin API on 127.0.0.1:{port}" in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_compressed_grpc_message_is_capped_at_its_decoded_size(gw) -> None:
+    """gRPC's own compression: the receive limit applies to the decompressed message."""
+    request = service_pb2.ModelInferRequest(model_name="echo")
+    request.inputs.add(name="x", datatype="FP32", shape=[1, 20 << 20])
+    request.raw_input_contents.append(bytes(80 << 20))  # 80 MiB of zeros, ~80 KiB compressed
+    with grpc.insecure_channel(gw.grpc_url, options=[("grpc.max_send_message_length", -1)]) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ModelInfer(request, compression=grpc.Compression.Gzip, timeout=30)
+    assert info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED, info.value.details()
+    _assert_triton_serves(gw)
