@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import time
 import zipfile
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 
 from tests.conftest import TINY_IN, TINY_MODEL, tiny_expected
 from tests.gateway.conftest import free_port
+from tests.gateway.running import wait_until_ready
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -164,16 +164,7 @@ def test_gateway_only_install_serves(gateway_venv: Path, tiny_triton, tmp_path: 
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, process.communicate()[0]
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the installed gateway did not become ready"
-            time.sleep(0.2)
+        wait_until_ready(url, process)
         x = np.arange(2 * TINY_IN, dtype=np.float32).reshape(2, TINY_IN)
         body = {
             "inputs": [{"name": "x", "datatype": "FP32", "shape": [2, TINY_IN], "data": x.ravel().tolist()}]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
 import threading
 import time
 
+import httpx
 import uvicorn
 
 from tritium.gateway.app import create_app
@@ -56,3 +59,15 @@ class RunningGateway:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=15)
+
+
+def wait_until_ready(url: str, process: subprocess.Popen, timeout_s: float = 60.0) -> None:
+    """Until a gateway process at `url` answers /v2/health/ready; fails with its output if it exits."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert process.poll() is None, process.communicate()[0]
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
+                return
+        assert time.monotonic() < deadline, f"the gateway at {url} did not become ready"
+        time.sleep(0.2)

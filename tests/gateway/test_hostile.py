@@ -35,6 +35,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from tests.gateway.conftest import ADMIN_TOKEN, TritonServer, free_port
+from tests.gateway.running import wait_until_ready
 
 AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 X = [1.0, 2.0, 3.0, 4.0]
@@ -250,16 +251,7 @@ class GatewayProcess:
             "--log-level", "warning",
         ]  # fmt: skip
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 60
-        while True:
-            assert self.process.poll() is None, self.process.communicate()[0]
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/v2/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the gateway did not start"
-            time.sleep(0.2)
+        wait_until_ready(self.url, self.process)
 
     def rss_mib(self) -> float:
         return _memory_kib(self.process.pid, "VmRSS") / 1024
