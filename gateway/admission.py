@@ -2,7 +2,7 @@
 
 Pure checks shared by REST and gRPC, run before a body is read, a route is chosen or Triton is
 called: model names and versions against strict patterns, header values with strict ASCII rules,
-JSON nesting depth, and the tensor shapes of a gRPC request. Each failure is a one-line
+the structure and nesting of JSON bodies, and the tensor shapes of a gRPC request. Each failure is a one-line
 :class:`tritium.errors.UserInputError` (a client error: it never counts against a model).
 """
 
@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from typing import Annotated
 
 import msgspec
-import numpy as np
 
 from tritium.errors import NotFoundError, PayloadTooLargeError, UserInputError
 from tritium.gateway.routes import MODEL_NAME_PATTERN, Route
@@ -92,75 +91,13 @@ def json_header_length(value: str | None, body_size: int) -> int:
     return length
 
 
-# --- JSON nesting -------------------------------------------------------------------------------
-# Triton parses JSON bodies recursively: ~10^6 nested brackets crash it. A JSON parser here would
-# cost CPU on every request and build Python objects several times the body's size, so the depth is
-# found with C-speed byte operations instead: keep only what can carry structure, drop escape pairs
-# and strings, then take the running sum of the brackets that remain.
-
-_KEPT_FOR_ESCAPES = b'"\\[]{}/bfnrtu'  # structure, and every character that may follow a backslash
-_DROP_FOR_ESCAPES = bytes(sorted(set(range(256)) - set(_KEPT_FOR_ESCAPES)))
-_DROP_FOR_STRUCTURE = bytes(sorted(set(range(256)) - set(b'"[]{}')))
-_ESCAPE_PAIR = re.compile(rb"\\.", re.DOTALL)
-_STRING = re.compile(rb'"[^"]*"')
-_STEP = np.zeros(256, dtype=np.int8)
-_STEP[list(b"[{")] = 1
-_STEP[list(b"]}")] = -1
-_CHUNK = 1 << 20
-
-
-def json_depth(data: bytes | bytearray) -> int:
-    """The deepest bracket nesting of a JSON text, ignoring brackets inside strings.
-
-    Raises UserInputError for text whose brackets or quotes do not balance.
-    """
-    reduced = data.translate(None, _DROP_FOR_ESCAPES)
-    reduced = _ESCAPE_PAIR.sub(b"", reduced)
-    reduced = reduced.translate(None, _DROP_FOR_STRUCTURE)
-    reduced = _STRING.sub(b"", reduced)
-    if b'"' in reduced:
-        raise UserInputError("invalid JSON body: a string is not terminated")
-    depth, deepest = 0, 0
-    for start in range(0, len(reduced), _CHUNK):  # bounded memory whatever the body holds
-        steps = _STEP[
-            np.frombuffer(reduced, dtype=np.uint8, count=min(_CHUNK, len(reduced) - start), offset=start)
-        ]
-        running = np.cumsum(steps, dtype=np.int64) + depth
-        if running.size:
-            if running.min() < 0:
-                raise UserInputError("invalid JSON body: a bracket closes nothing")
-            deepest = max(deepest, int(running.max()))
-            depth = int(running[-1])
-    if depth != 0:
-        raise UserInputError("invalid JSON body: a bracket is not closed")
-    return deepest
-
-
-_OBJECT_START = re.compile(rb"[ \t\r\n]*\{")
-
-
-def check_json_body(data: bytes | bytearray, max_depth: int) -> None:
-    """Refuse a JSON infer body (or the JSON header of a binary one) that nests deeper than
-    ``max_depth`` or is not a KServe v2 inference request in structure."""
-    if _OBJECT_START.match(data) is None:
-        raise UserInputError(
-            "invalid JSON body: an inference request is a JSON object", hint="see the KServe v2 protocol"
-        )
-    # Cheap first: a body with no more openers than the limit cannot nest deeper than it.
-    if data.count(b"[") + data.count(b"{") > max_depth:
-        depth = json_depth(data)
-        if depth > max_depth:
-            raise UserInputError(
-                f"JSON body nested {depth} levels deep, more than the {max_depth} allowed",
-                hint="send tensor data flat (row-major) or raise max_json_depth",
-            )
-    check_structure(data)
-
-
-# --- the KServe v2 request, in structure ------------------------------------------------------
-# Triton's JSON front-end answers some malformed requests (`"parameters": null`, a number where an
-# object belongs) with 500, as if the model had failed. The structure it reads is checked here, in
-# C (msgspec): tensor data is skipped as raw JSON, never turned into Python objects.
+# --- JSON bodies ----------------------------------------------------------------------------------
+# Triton parses JSON recursively: ~10^6 nested brackets crash it. And its JSON front-end answers some
+# malformed requests (`"parameters": null`, a number where an object belongs) with 500, as if the
+# model had failed. Both are checked here in one pass, in C (msgspec): the structure Triton reads,
+# with tensor data skipped as raw JSON (validated, never turned into Python objects, so a body costs
+# no memory beyond itself), and nesting bounded by the decoder's recursion limit (about 1,000
+# levels, far below what breaks Triton).
 
 Parameter = str | int | float | bool
 
@@ -212,13 +149,17 @@ _KNOWN_PARAMETERS = (
 _ARRAY_OR_NOTHING = re.compile(rb"[ \t\r\n]*(\[|$)")
 
 
-def check_structure(data: bytes | bytearray) -> None:
+def check_json_body(data: bytes | bytearray) -> None:
+    """Refuse a JSON infer body (or the JSON header of a binary one) that is not a KServe v2 inference
+    request in structure, or nests too deep."""
     try:
         request = _DECODE_REQUEST(data)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise UserInputError(f"invalid inference request: {exc}", hint="see the KServe v2 protocol") from None
     except RecursionError:
-        raise UserInputError("invalid inference request: JSON nested too deep") from None
+        raise UserInputError(
+            "invalid inference request: JSON nested too deep", hint="send tensor data flat (row-major)"
+        ) from None
     for tensor in request.inputs:
         if _ARRAY_OR_NOTHING.match(tensor.data) is None:
             raise UserInputError(

@@ -60,7 +60,7 @@ async def infer(
     its limits before anything is routed, and Triton only ever gets a plain body it can parse.
     """
     call = Call(gateway, model, "rest")
-    reader = BodyReader(gateway.budget, gateway.body_limits)
+    reader = BodyReader(gateway.budget, gateway.body_limits, gateway.body_deadlines)
     IN_FLIGHT.inc()
     try:
         headers = request_headers(scope)
@@ -68,9 +68,7 @@ async def infer(
         gateway.admit(model, version)
         body = await reader.read(receive, headers.get("content-length"), headers.get("content-encoding"))
         header_length = json_header_length(headers.get(BINARY_HEADER), len(body))
-        check_json_body(
-            body if header_length == len(body) else body[:header_length], gateway.settings.max_json_depth
-        )
+        check_json_body(body if header_length == len(body) else body[:header_length])
         call.decision = decision = gateway.decide(model, version, headers.get(gateway.sticky_header(model)))
         forwarded = {k: headers[k] for k in FORWARDED_REQUEST_HEADERS if k in headers}
         path = model_path(decision.model, decision.version) + "/infer"

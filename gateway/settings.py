@@ -44,7 +44,6 @@ class GatewaySettings(BaseSettings):
         "over it requests are shed with 503 + Retry-After",
     )
     body_timeout_s: float = Field(default=60.0, gt=0, description="a request body must arrive within this")
-    max_json_depth: int = Field(default=32, ge=4, le=1000, description="nesting allowed in JSON infer bodies")
     allow_model_overrides: bool = Field(
         default=False,
         description="let admin model loads carry config and file overrides: this is code execution on "

@@ -102,21 +102,24 @@ def counted(expected: float, **labels: str) -> bool:
 
 
 def test_deeply_nested_json_is_refused_before_triton(gw, hostile_triton) -> None:
-    nested = b'{"inputs": ' + b"[" * 1_000_000 + b"]" * 1_000_000 + b"}"  # 2 MB
-    answer = httpx.post(f"{gw.url}/v2/models/echo/infer", content=nested, timeout=30)
-    assert answer.status_code == 400
-    assert answer.json()["error"].startswith("JSON body nested 1000001 levels deep, more than the 32 allowed")
+    deep = b"[" * 1_000_000 + b"]" * 1_000_000  # 2 MB
+    in_inputs = b'{"inputs": ' + deep + b"}"  # as reported
+    in_data = b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": ' + deep + b"}]}"
+    for body, message in ((in_inputs, "Expected `object`, got `array`"), (in_data, "JSON nested too deep")):
+        answer = httpx.post(f"{gw.url}/v2/models/echo/infer", content=body, timeout=30)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"].startswith("invalid inference request: ") and message in answer.text
     # the same inside the JSON header of a binary-tensor request
     binary = httpx.post(
         f"{gw.url}/v2/models/echo/infer",
-        content=nested + b"\0" * 16,
+        content=in_data + b"\0" * 16,
         headers={
-            "inference-header-content-length": str(len(nested)),
+            "inference-header-content-length": str(len(in_data)),
             "content-type": "application/octet-stream",
         },
         timeout=30,
     )
-    assert binary.status_code == 400 and "levels deep" in binary.json()["error"]
+    assert binary.status_code == 400 and "JSON nested too deep" in binary.json()["error"]
     assert hostile_triton.process is not None and hostile_triton.process.poll() is None
     _assert_triton_serves(gw)
 
