@@ -73,7 +73,10 @@ def bodies() -> dict[str, tuple[bytes, str | None]]:
             None,
         ),
         "digits binary tensor": (header + digits.tobytes(), str(len(header))),
-        "2 MB JSON (100,000 floats)": (_json([("x", "FP32", rng.random((1, 100_000), dtype=np.float32))]), None),
+        "2 MB JSON (100,000 floats)": (
+            _json([("x", "FP32", rng.random((1, 100_000), dtype=np.float32))]),
+            None,
+        ),
         "2-D nested JSON (64 x 8)": (
             _json([("x", "FP32", rng.random((64, 8), dtype=np.float32))], nested=True),
             None,
