@@ -26,7 +26,8 @@ from rich.console import Console
 from rich.table import Table
 
 from tritium.gateway.admission import check_json_body, check_model_name, check_version, json_header_length
-from tritium.gateway.body import BodyDeadlines, BodyLimits, BodyReader, ByteBudget
+from tritium.gateway.body import BodyLimits, BodyReader, ByteBudget
+from tritium.gateway.deadlines import Deadlines
 from tritium.gateway.routes import validated_route
 
 console = Console(width=120)
@@ -101,7 +102,7 @@ async def _before(body: bytes, binary: str | None) -> None:
 
 
 async def _admitted(
-    body: bytes, binary: str | None, budget: ByteBudget, limits: BodyLimits, deadlines: BodyDeadlines
+    body: bytes, binary: str | None, budget: ByteBudget, limits: BodyLimits, deadlines: Deadlines
 ) -> None:
     check_model_name("digits")
     check_version("digits", "", ROUTE)
@@ -131,7 +132,7 @@ def main(
     seconds: Annotated[float, typer.Option(help="Seconds per measurement.")] = 1.0,
     rounds: Annotated[int, typer.Option(help="Interleaved rounds (before, admitted, before, ...).")] = 5,
 ) -> None:
-    budget, limits, deadlines = ByteBudget(128 << 20), BodyLimits(64 << 20, 60.0), BodyDeadlines()
+    budget, limits, deadlines = ByteBudget(128 << 20), BodyLimits(64 << 20, 60.0), Deadlines()
     table = Table(title=f"admission cost per request, median of {rounds} interleaved rounds of {seconds:g} s")
     for column in ("body", "bytes", "before µs", "admitted µs", "added µs"):
         table.add_column(column, justify="right")

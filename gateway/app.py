@@ -102,7 +102,6 @@ async def open_gateway(settings: GatewaySettings, resources: contextlib.AsyncExi
         leadership = await _share_with_other_workers(gateway, settings, resources)
     _in_background(resources, store.watch(settings.route_refresh_s))
     _in_background(resources, gateway.refresh_known_models())
-    _in_background(resources, gateway.body_deadlines.run())
     controller = CanaryController(store, gateway.window_summary, settings.canary_interval_s, leadership)
     _in_background(resources, controller.run())
     if settings.grpc_port is not None:

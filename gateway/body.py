@@ -18,7 +18,6 @@ memory until written), never joined from chunks, so a body costs its size once.
 from __future__ import annotations
 
 import asyncio
-import time
 import zlib
 from dataclasses import dataclass
 
@@ -32,6 +31,7 @@ from tritium.errors import (
     UserInputError,
 )
 from tritium.gateway.admission import check_declared_size, parse_length
+from tritium.gateway.deadlines import Deadlines
 
 ACCEPTED_ENCODINGS = ("gzip", "deflate", "identity")
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
@@ -65,48 +65,10 @@ class ByteBudget:
         self.used = max(0, self.used - size)
 
 
-class BodyDeadlines:
-    """Cancels the reads of bodies that are late: one check every ``tick_s`` for all of them.
-
-    A timer per request (`asyncio.timeout`) costs 2-4 µs of CPU on every request, a visible share
-    of the gateway's; registering a read here costs a dictionary entry. A deadline is kept to within
-    ``tick_s``. `run()` must be running (the gateway starts it with its other background tasks).
-    """
-
-    def __init__(self, tick_s: float = 0.25) -> None:
-        self.tick_s = tick_s
-        self._reads: dict[asyncio.Task, float] = {}
-        self._late: set[asyncio.Task] = set()
-
-    def enter(self, task: asyncio.Task, timeout_s: float) -> None:
-        self._reads[task] = time.monotonic() + timeout_s
-
-    def leave(self, task: asyncio.Task) -> bool:
-        """Stop watching ``task``; whether it was cancelled for being late."""
-        self._reads.pop(task, None)
-        if task in self._late:
-            self._late.discard(task)
-            task.uncancel()
-            return True
-        return False
-
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.tick_s)
-            now = time.monotonic()
-            for task, deadline in list(self._reads.items()):
-                if deadline <= now:
-                    del self._reads[task]
-                    self._late.add(task)
-                    task.cancel()  # lands at the read's `await receive()`: nothing else is awaited there
-
-
 class BodyReader:
     """Reads one request body into a buffer, holding its bytes in the budget until ``release()``."""
 
-    def __init__(
-        self, budget: ByteBudget, limits: BodyLimits, deadlines: BodyDeadlines | None = None
-    ) -> None:
+    def __init__(self, budget: ByteBudget, limits: BodyLimits, deadlines: Deadlines | None = None) -> None:
         self.budget = budget
         self.limits = limits
         self.deadlines = deadlines
@@ -141,11 +103,19 @@ class BodyReader:
                 raise self._late() from None
         task = asyncio.current_task()
         assert task is not None
-        self.deadlines.enter(task, self.limits.timeout_s)
+        late = False
+
+        def expire() -> None:
+            nonlocal late
+            late = True
+            task.cancel()  # lands at the read's `await receive()`: nothing else is awaited there
+
+        self.deadlines.enter(task, self.limits.timeout_s, expire)
         try:
             return await read
         except asyncio.CancelledError:
-            if self.deadlines.leave(task):
+            if late:
+                task.uncancel()
                 raise self._late() from None
             raise
         finally:

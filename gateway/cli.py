@@ -58,6 +58,7 @@ def run_gateway(
     import uvicorn
 
     from tritium.gateway.app import create_app
+    from tritium.gateway.http_protocol import uvicorn_options
     from tritium.gateway.routes import load_table
     from tritium.gateway.settings import load_settings
 
@@ -99,6 +100,7 @@ def run_gateway(
             app,
             host=settings.host,
             port=settings.http_port,
+            **uvicorn_options(settings.max_connections),
             log_level=log_level.lower(),
             access_log=False,
             lifespan="on",
@@ -124,6 +126,7 @@ def _run_workers(settings, log_level: str) -> None:  # type: ignore[no-untyped-d
 
     from tritium.errors import UnavailableError
     from tritium.gateway.app import unbindable
+    from tritium.gateway.http_protocol import uvicorn_options
     from tritium.gateway.metrics import MULTIPROCESS_DIR_VARIABLE
     from tritium.gateway.settings import pass_to_workers, startup_failure_file
     from tritium.gateway.shared_outcomes import SharedOutcomes
@@ -167,6 +170,7 @@ def _run_workers(settings, log_level: str) -> None:  # type: ignore[no-untyped-d
             workers=settings.workers,
             host=settings.host,
             port=settings.http_port,
+            **uvicorn_options(settings.max_connections),
             log_level=log_level.lower(),
             access_log=False,
             lifespan="on",

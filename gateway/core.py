@@ -12,7 +12,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from tritium.errors import NotFoundError, OverloadedError, RepositoryError, TritiumError
 from tritium.gateway import admission, metrics, router
 from tritium.gateway.auth import check_api_key, presented_credential
-from tritium.gateway.body import BodyDeadlines, BodyLimits, ByteBudget
+from tritium.gateway.body import BodyLimits, ByteBudget
+from tritium.gateway.deadlines import Deadlines
 from tritium.gateway.labels import OTHER, KnownModels, request_labels
 from tritium.gateway.outcomes import Outcome, outcome_of
 from tritium.gateway.router import Decision
@@ -62,7 +63,7 @@ class Gateway:
         self.admin_port: int | None = None
         self.budget = ByteBudget(settings.max_inflight_body_bytes)
         self.body_limits = BodyLimits(settings.max_payload_bytes, settings.body_timeout_s)
-        self.body_deadlines = BodyDeadlines()  # its run() is one of the app's background tasks
+        self.body_deadlines = Deadlines()
         self.known = KnownModels()
         self.index_wanted = asyncio.Event()  # a name Triton answered for is not known yet: read the index
         self._random = random.random

@@ -44,6 +44,9 @@ class GatewaySettings(BaseSettings):
         "over it requests are shed with 503 + Retry-After",
     )
     body_timeout_s: float = Field(default=60.0, gt=0, description="a request body must arrive within this")
+    max_connections: int = Field(
+        default=4096, ge=1, description="open REST connections per gateway process; one more is answered 503"
+    )
     allow_model_overrides: bool = Field(
         default=False,
         description="let admin model loads carry config and file overrides: this is code execution on "

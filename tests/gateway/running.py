@@ -11,6 +11,7 @@ import httpx
 import uvicorn
 
 from tritium.gateway.app import create_app
+from tritium.gateway.http_protocol import uvicorn_options
 from tritium.gateway.settings import GatewaySettings
 
 
@@ -26,6 +27,7 @@ class RunningGateway:
             host="127.0.0.1",
             port=self.http_port,
             loop="asyncio",
+            **uvicorn_options(settings.max_connections),  # as `tritium gateway` runs it
             log_level="warning",
             lifespan="on",
         )

@@ -652,3 +652,81 @@ def test_a_compressed_grpc_message_is_capped_at_its_decoded_size(gw) -> None:
             stub.ModelInfer(request, compression=grpc.Compression.Gzip, timeout=30)
     assert info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED, info.value.details()
     _assert_triton_serves(gw)
+
+
+def _send_head(port: int, header_bytes: int, results: list) -> None:
+    """A request whose head carries one header of `header_bytes`; the answer's status line."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        try:
+            sock.sendall(b"POST /v2/models/echo/infer HTTP/1.1\r\nHost: x\r\nX-Big: ")
+            chunk = b"a" * (1 << 20)
+            for start in range(0, header_bytes, len(chunk)):
+                sock.sendall(chunk[: min(len(chunk), header_bytes - start)])
+            results.append(sock.recv(200).split(b"\r\n", 1)[0].decode())
+        except OSError as exc:  # closed on us while we were still sending: refused too
+            results.append(type(exc).__name__)
+
+
+def test_request_heads_are_bounded(hostile_triton, tmp_path) -> None:
+    """httptools keeps a request line and headers in memory until they end, without a limit."""
+    gateway = GatewayProcess(hostile_triton, tmp_path)
+    try:
+        baseline = gateway.rss_mib()
+        results: list[str] = []
+        threads = [
+            threading.Thread(target=_send_head, args=(gateway.port, 60 << 20, results)) for _ in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        peak = gateway.peak_mib()
+        assert peak < baseline + 30, (
+            f"peak RSS {peak:.0f} MiB under 4 x 60 MiB headers (baseline {baseline:.0f})"
+        )
+        assert len(results) == 4 and all(
+            r in ("HTTP/1.1 431 Request Header Fields Too Large", "ConnectionResetError", "BrokenPipeError")
+            for r in results
+        ), results
+        just_over: list[str] = []
+        _send_head(gateway.port, 70_000, just_over)
+        assert just_over == ["HTTP/1.1 431 Request Header Fields Too Large"], just_over
+        big_but_fine = httpx.post(
+            f"{gateway.url}/v2/models/echo/infer", json=BODY, headers={"x-token": "t" * 32_000}
+        )
+        assert big_but_fine.status_code == 200
+    finally:
+        output = gateway.stop()
+    assert "Traceback" not in output, output
+
+
+def test_slow_heads_and_surplus_connections_are_turned_away(
+    gateway_factory, hostile_triton, tmp_path, monkeypatch
+) -> None:
+    from tritium.gateway import http_protocol
+
+    monkeypatch.setattr(http_protocol, "HEAD_TIMEOUT_S", 0.5)
+    (tmp_path / "routes.yaml").write_text(yaml.safe_dump(ROUTES))
+    gw = gateway_factory(hostile_triton, max_connections=3)
+    silent = socket.create_connection(("127.0.0.1", gw.http_port), timeout=5)
+    trickle = socket.create_connection(("127.0.0.1", gw.http_port), timeout=5)
+    trickle.sendall(b"POST /v2/models/echo/infer HTTP/1.1\r\nHost: x\r\n")
+    kept = socket.create_connection(("127.0.0.1", gw.http_port), timeout=5)
+    time.sleep(0.1)
+    with socket.create_connection(("127.0.0.1", gw.http_port), timeout=5) as surplus:  # the 4th
+        answer = surplus.recv(1000)
+    assert (
+        answer.startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in answer and b"max_connections" in answer
+    )
+    body = json.dumps(BODY).encode()
+    head = (
+        "POST /v2/models/echo/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    kept.sendall(head.encode() + body)  # a request sent in time is served
+    assert kept.recv(1000).startswith(b"HTTP/1.1 200 OK")
+    kept.close()
+    for sock in (silent, trickle):  # neither finished a head within 0.5 s (+ one tick)
+        assert sock.recv(1000).startswith(b"HTTP/1.1 408 Request Timeout"), sock
+        sock.close()
+    assert httpx.post(f"{gw.url}/v2/models/echo/infer", json=BODY).status_code == 200  # room again
