@@ -165,7 +165,7 @@ def serve(
         ready_timeout_s=ready_timeout,
         say=lambda line: console.print(f"[bold yellow]{escape(line)}[/]", soft_wrap=True),
         log=_print_log_line if streamed else None,
-        log_hint="its log is above" if streamed else f"see its log: {log_file}",
+        log_hint=f"see its log: {log_file}" if log_file else "its log is above",
         policy=restart,
         max_restarts=max_restarts or 5,
     )

@@ -107,7 +107,8 @@ class Supervisor:
             if self.policy is RestartPolicy.no or not status.failed:
                 raise self._exited(status)
             self._restart(status, up_s)
-            on_restarted()
+            with contextlib.suppress(UnavailableError):  # died again at once: the loop counts it
+                on_restarted()
             up_since = self.clock()
 
     def _restart(self, status: ExitStatus, up_s: float) -> None:
