@@ -172,6 +172,8 @@ def test_restart_on_failure_brings_it_back_on_the_same_ports(runtime, tiny_repos
     first = triton_pid(serve, engine)
     first_dir = runtime_dir(first)
     assert_serves_tiny(serve.grpc_url, serve.http_port)
+    first_regions = cleanup.shm_regions_of(cleanup.group_pids(first))
+    assert first_regions, "one shared-memory region per loaded version"
 
     os.kill(first, signal.SIGKILL)
     serve.wait_for(r"Triton stopped \(killed by SIGKILL, exit code 137\) after \d+ s up: restart 1 in 1 s")
@@ -180,8 +182,9 @@ def test_restart_on_failure_brings_it_back_on_the_same_ports(runtime, tiny_repos
     second_dir = runtime_dir(second)
     assert second != first and second_dir != first_dir
     assert_serves_tiny(serve.grpc_url, serve.http_port)
-    # the dead run left nothing: no process of its group, no runtime repository
+    # the dead run left nothing: no process of its group, no shared memory, no runtime repository
     assert cleanup.group_pids(first) == []
+    assert [r for r in first_regions if r.exists()] == []
     assert not first_dir.exists()
     if engine is not None:
         assert len(engine.containers) == 1
