@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,8 +13,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from tritium.errors import UnavailableError, UserInputError
-from tritium.serving.runtime import TritonRuntime
-from tritium.serving.supervisor import RestartPolicy, Supervisor
+
+if TYPE_CHECKING:
+    from tritium.serving.runtime import TritonRuntime
 
 console = Console()
 
@@ -24,6 +25,11 @@ DEFAULT_GRPC_URL = "127.0.0.1:8001"
 class Runtime(str, Enum):
     local = "local"
     docker = "docker"
+
+
+class Restart(str, Enum):
+    no = "no"
+    on_failure = "on-failure"  # Docker's name for the same policy
 
 
 class Stop(Exception):
@@ -126,9 +132,9 @@ def serve(
     image: Annotated[str | None, typer.Option(help="Triton image for --runtime docker.")] = None,
     ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.", min=1)] = 180.0,
     restart: Annotated[
-        RestartPolicy,
+        Restart,
         typer.Option(help="on-failure: restart Triton when it crashes or is killed (backoff 1 s to 30 s)."),
-    ] = RestartPolicy.no,
+    ] = Restart.no,
     max_restarts: Annotated[
         int | None,
         typer.Option(
@@ -140,9 +146,9 @@ def serve(
     check: Annotated[bool, typer.Option("--check", help="Infer once on every model, then stop.")] = False,
 ) -> None:
     """Serve a model repository on Triton until Ctrl-C or SIGTERM."""
-    if restart is RestartPolicy.no and max_restarts is not None:
+    if restart is Restart.no and max_restarts is not None:
         raise UserInputError("--max-restarts needs --restart on-failure")
-    if check and restart is not RestartPolicy.no:
+    if check and restart is not Restart.no:
         raise UserInputError("--check stops after one inference per model; it does not take --restart")
     ports = {
         "http_port": http_port or None,
@@ -159,6 +165,8 @@ def serve(
         log_file=log_file,
         work_dir=work_dir,
     )
+    from tritium.serving.supervisor import Supervisor
+
     streamed = log_file is None and not check
     supervisor = Supervisor(
         triton,
@@ -166,7 +174,7 @@ def serve(
         say=lambda line: console.print(f"[bold yellow]{escape(line)}[/]", soft_wrap=True),
         log=_print_log_line if streamed else None,
         log_hint=f"see its log: {log_file}" if log_file else "its log is above",
-        policy=restart,
+        restart_on_failure=restart is Restart.on_failure,
         max_restarts=max_restarts or 5,
     )
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGINT)}

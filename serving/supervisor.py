@@ -18,17 +18,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from enum import Enum
 
 from tritium.errors import UnavailableError
 from tritium.serving.runtime import ExitStatus, TritonRuntime
 
 POLL_S = 0.5
-
-
-class RestartPolicy(str, Enum):
-    no = "no"
-    on_failure = "on-failure"
 
 
 @dataclass
@@ -79,7 +73,7 @@ class Supervisor:
     say: Callable[[str], None]
     log: Callable[[str], None] | None = None
     log_hint: str = "its log is above"
-    policy: RestartPolicy = RestartPolicy.no
+    restart_on_failure: bool = False
     max_restarts: int = 5
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
@@ -96,7 +90,7 @@ class Supervisor:
         self.runtime.wait_ready(self.ready_timeout_s)
 
     def watch(self, on_restarted: Callable[[], None] = lambda: None) -> None:
-        """Block while Triton serves; restart it per the policy. Returns only by raising."""
+        """Block while Triton serves; restart it after a failure if asked to. Returns only by raising."""
         up_since = self.clock()
         while True:
             while self.runtime.is_running():
@@ -104,7 +98,7 @@ class Supervisor:
             status = self.runtime.exit_status() or ExitStatus(None, "stopped answering")
             up_s = self.clock() - up_since
             self._stop_run()  # reap it and remove what it left before anything else
-            if self.policy is RestartPolicy.no or not status.failed:
+            if not self.restart_on_failure or not status.failed:
                 raise self._exited(status)
             self._restart(status, up_s)
             with contextlib.suppress(UnavailableError):  # died again at once: the loop counts it
@@ -135,7 +129,7 @@ class Supervisor:
             return
 
     def _exited(self, status: ExitStatus) -> UnavailableError:
-        if self.policy is RestartPolicy.on_failure:
+        if self.restart_on_failure:
             hint = f"{self.log_hint}; exit code 0 is not a failure, so it was not restarted"
         else:
             hint = f"{self.log_hint}; --restart on-failure restarts it"
