@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import socket
 import socketserver
 import struct
@@ -152,6 +153,7 @@ class DockerEngine:
         self._server.server_close()
         for container in self.containers.values():
             container.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)  # the socket and the containers' logs
 
     def running(self) -> list[Container]:
         with self.lock:
