@@ -139,7 +139,7 @@ def serve(
         int | None,
         typer.Option(
             help="With --restart on-failure: give up after this many restarts in a row that did not "
-            "stay up a minute [default: 5].",
+            "stay up a minute (default 5).",
             min=1,
         ),
     ] = None,
