@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -60,27 +64,91 @@ def models_list(repository: RepositoryOption = Path("model_repository")) -> None
     from tritium.builder.repository import list_models
 
     models = list_models(repository)
+    console = _console()
     if not models:
-        _console().print(f"no models in {repository}")
+        console.print(f"no models in {repository}")
         return
-    table = Table(title=str(repository))
-    for column in ("model", "platform", "version", "variant", "metric", "size MB", "served", "created"):
-        table.add_column(column)
+    table = _models_table(str(repository), models, narrow=False)
+    # measured unbounded: a measurement within the console's options is capped at its width
+    if console.measure(table, options=console.options.update_width(10_000)).maximum > console.width:
+        table = _models_table(str(repository), models, narrow=True)
+    console.print(table)
+
+
+# In a narrow terminal (80 columns), names break after their "-", "_" and "." to these widths: the
+# longest Triton platform name ("onnxruntime_onnx") and the builder's variant parts
+# ("int8-dynamic-", "per-channel").
+NAME_WIDTH = 16
+VARIANT_WIDTH = 13
+
+
+def _models_table(title: str, models: list, *, narrow: bool) -> Table:
+    """One row per version: the model's name with its Triton platform under it, and the lineage.
+
+    Laid out for an 80-column terminal on purpose rather than cut by rich to "platfo…"/"int8-s…":
+    the platform shares the model's cell, the date is to the minute in UTC, and when the table
+    does not fit, the metric and the date wrap at their space and names break after "-", "_", ".".
+    A single part longer than its column is folded onto the next line, never cut.
+    """
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    # Narrow: the columns holding names get fixed widths (their text is broken here, a longer part
+    # folds), so rich shrinks only metric, MB and date, which wrap at their spaces.
+    fixed = {"model": NAME_WIDTH, "version": 7, "variant": VARIANT_WIDTH, "served": 6} if narrow else {}
+    for column in ("model", "version", "variant", "metric", "MB", "served", "created (UTC)"):
+        table.add_column(
+            column, overflow="fold", width=fixed.get(column), justify="right" if column == "MB" else "left"
+        )
     for model in models:
-        for version in model.versions:
+        platform = model.config.platform or model.config.backend
+        for index, version in enumerate(model.versions):
             lineage = version.lineage
             metric = lineage.get("metric", {})
+            variant = str(lineage.get("variant", "?"))
+            name = f"{model.name}\n{platform}"
+            if narrow:
+                name = f"{_break_names(model.name, NAME_WIDTH)}\n{_break_names(platform, NAME_WIDTH)}"
+                variant = _break_names(variant, VARIANT_WIDTH)
             table.add_row(
-                model.name,
-                model.config.platform,
+                escape(name),  # lineage.json is a file anyone can edit: never markup
                 str(version.version),
-                lineage.get("variant", "?"),
-                f"{metric.get('name', '')} {metric.get('value', float('nan')):.4f}" if metric else "—",
+                escape(variant),
+                escape(_metric(metric)),
                 f"{lineage.get('size_bytes', 0) / 1e6:.2f}",
                 "yes" if version.served else "no",
-                lineage.get("created_at", ""),
+                escape(_minutes_utc(str(lineage.get("created_at", "")))),
+                end_section=index == len(model.versions) - 1,
             )
-    _console().print(table)
+    return table
+
+
+def _metric(metric: object) -> str:
+    if not isinstance(metric, dict) or not metric:
+        return "—"
+    value = metric.get("value")
+    shown = f"{value:.4f}" if isinstance(value, int | float) else "?"
+    return f"{metric.get('name', '')} {shown}"
+
+
+def _break_names(name: str, width: int) -> str:
+    """``int8-dynamic-per-channel`` → ``int8-dynamic-`` / ``per-channel`` (lines up to ``width``)."""
+    lines: list[str] = []
+    for part in re.findall(r"[^-_.]+[-_.]?|[-_.]", name):
+        if lines and len(lines[-1]) + len(part) <= width:
+            lines[-1] += part
+        else:
+            lines.append(part)
+    return "\n".join(lines)
+
+
+def _minutes_utc(created_at: str) -> str:
+    """``2026-11-27T15:02:23+00:00`` → ``2026-11-27 15:02`` (UTC); anything unparsable as it is."""
+    try:
+        moment = datetime.fromisoformat(created_at)
+    except ValueError:
+        return created_at
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M")
 
 
 def models_show(

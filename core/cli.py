@@ -45,6 +45,14 @@ def _print_error(exc: TritiumError) -> int:
     return exc.exit_code
 
 
+def _usage_errors() -> tuple[type[Exception], ...]:
+    # typer >= 0.2x vendors its own click (typer._click), whose errors are not click's: catch both,
+    # or every mistyped option ends in a traceback.
+    import click
+
+    return (click.ClickException, getattr(typer, "TyperException", click.ClickException))
+
+
 def _command(argv: list[str]) -> str | None:
     return next((arg for arg in argv if not arg.startswith("-")), None)
 
@@ -66,10 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         err_console.print("aborted")
         return 130
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:  # usage errors: a bad option value, an unknown option
+        if isinstance(exc, _usage_errors()):
             exc.show()
             return exc.exit_code
         raise

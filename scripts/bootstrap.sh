@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set up a fresh machine (Python 3.11, no GPU, no Docker) for Tritium: a virtualenv with the CPU
-# build of torch, the project with every extra, and Debian's Prometheus for the observability tests.
+# build of torch, the project with every extra, and Debian's Prometheus binaries for the
+# observability tests. Safe on your own machine: everything goes into .venv/, and it
+# starts no service and ends no process (see scripts/install-prometheus.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,15 +15,14 @@ fi
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[all,dev]"
 
-# Real Prometheus + promtool for the monitoring tests (root on CI machines; skipped elsewhere).
-if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null) \
-      || echo "warning: could not install Debian's prometheus; its tests will be skipped" >&2
-    # The Debian package starts a system Prometheus on :9090; tests run their own on free ports.
-    (service prometheus stop || pkill -x prometheus || true) >/dev/null 2>&1
-  else
-    echo "note: install Debian's 'prometheus' package to run the monitoring tests" >&2
-  fi
+# Real Prometheus + promtool for the monitoring tests: only the two binaries from Debian's package,
+# into .venv/bin. Nothing is installed system-wide and no service is started or stopped (why:
+# scripts/install-prometheus.sh). A Prometheus already on PATH is used as it is.
+if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then
+  :
+elif [ -x .venv/bin/prometheus ] && [ -x .venv/bin/promtool ]; then
+  :
+elif ! scripts/install-prometheus.sh .venv/bin; then
+  echo "warning: could not get Debian's prometheus binaries; the monitoring tests will be skipped" >&2
 fi
 echo "ready: .venv ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

@@ -54,8 +54,8 @@ class TritonControl:
         except InferenceServerException:
             return False
 
-    def wait_ready(self, timeout_s: float, *, alive=lambda: True) -> None:
-        """Poll until the server answers ready; ``alive()`` False (process gone) stops early."""
+    def wait_ready(self, timeout_s: float, *, alive=lambda: True, also_ready=lambda: True) -> None:
+        """Poll until the server answers ready and ``also_ready()``; ``alive()`` False (process gone) stops early."""
 
         @tenacity.retry(
             retry=tenacity.retry_if_exception_type(NotReadyYet),
@@ -66,7 +66,7 @@ class TritonControl:
         def poll() -> None:
             if not alive():
                 raise UnavailableError(f"Triton at {self.url} exited before it was ready")
-            if not self.is_ready():
+            if not self.is_ready() or not also_ready():
                 raise NotReadyYet
 
         try:

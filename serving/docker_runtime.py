@@ -5,21 +5,27 @@ The official image has the onnxruntime, TensorRT and PyTorch backends, so it ser
 the NVIDIA runtime. Without a reachable engine, :func:`docker_client` raises one
 :class:`UnavailableError` line pointing to ``--runtime local``.
 
-Public API: ``DockerTriton(repository, *, image=DEFAULT_IMAGE, ...)`` with the same context-manager
-shape, URLs and ``load``/``unload`` as :class:`tritium.serving.local.LocalTriton`.
+Public API: ``DockerTriton(repository, *, image=DEFAULT_IMAGE, ...)``, a
+:class:`tritium.serving.runtime.TritonRuntime` like :class:`tritium.serving.local.LocalTriton`
+(same context-manager shape, URLs, ``load``/``unload``). ``stop()`` removes the container, so a
+restart (``start()`` again) runs a new one on the same host ports.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from tritium.errors import UnavailableError
 from tritium.extras import Extra, MissingExtraError
+from tritium.serving import health
 from tritium.serving.control import TritonControl
 from tritium.serving.ports import ServerAddresses, free_port
+from tritium.serving.runtime import ExitStatus
 
 DEFAULT_IMAGE = os.environ.get("TRITON_IMAGE", "nvcr.io/nvidia/tritonserver:25.10-py3")
 MODELS_MOUNT = "/models"
@@ -118,42 +124,117 @@ class DockerTriton(ServerAddresses):
         self.ready_timeout_s = ready_timeout_s
         self.container = None
         self.failed_models: dict[str, str] = {}
+        self._exit: ExitStatus | None = None
 
     @property
     def ports(self) -> dict[str, int]:
         return {"http": self.http_port, "grpc": self.grpc_port, "metrics": self.metrics_port}
 
+    @property
+    def skipped_models(self) -> dict[str, str]:
+        return {}  # the official image has every backend the builder writes for
+
     def start(self) -> DockerTriton:
+        if self.container is not None:
+            return self
         client = docker_client()
-        gpu = has_nvidia_runtime(client.info()) if self.gpu is None else self.gpu
+        from docker.errors import DockerException, ImageNotFound
+
+        with _engine_errors("start"):
+            gpu = has_nvidia_runtime(client.info()) if self.gpu is None else self.gpu
         options = container_options(
             self.repository, image=self.image, host=self.host, ports=self.ports, models=self.models, gpu=gpu
         )
-        from docker.errors import DockerException
-
+        options.pop("detach")
+        self._exit = None
         try:
-            self.container = client.containers.run(**options)
+            # create, keep, then start (not containers.run): a container that fails to start or a
+            # Ctrl-C in between is still ours to remove in stop().
+            try:
+                self.container = client.containers.create(**options)
+            except ImageNotFound:
+                client.images.pull(self.image)
+                self.container = client.containers.create(**options)
+            self.container.start()
         except DockerException as exc:
             explanation = getattr(exc, "explanation", None) or str(exc)
             raise UnavailableError(
                 f"Docker could not start {self.image}: {' '.join(str(explanation).split())[:200]}",
                 hint="pull the image (docker pull) and free the ports, or use --runtime local",
             ) from None
+        except _connection_errors() as exc:
+            raise _engine_lost("start", exc) from None
         return self
 
     def is_running(self) -> bool:
+        return self._state() in ("created", "running", "restarting")
+
+    def exit_status(self) -> ExitStatus | None:
         if self.container is None:
-            return False
-        self.container.reload()
-        return self.container.status in ("created", "running")
+            return self._exit
+        state = self._state()
+        if state in ("created", "running", "restarting"):
+            return None
+        if state == "removed":
+            return ExitStatus(None, "its container was removed by someone else")
+        return ExitStatus(int(self.container.attrs["State"].get("ExitCode", -1)))
+
+    def _state(self) -> str:
+        """The container's status, ``removed`` when it is gone, ``none`` before start."""
+        if self.container is None:
+            return "none"
+        from docker.errors import NotFound
+
+        try:
+            with _engine_errors("watch the container"):
+                self.container.reload()
+        except NotFound:
+            return "removed"
+        return self.container.status
 
     def wait_ready(self, timeout_s: float | None = None) -> None:
         with TritonControl(self.grpc_url) as control:
-            control.wait_ready(timeout_s or self.ready_timeout_s, alive=self.is_running)
+            try:
+                control.wait_ready(
+                    timeout_s or self.ready_timeout_s,
+                    alive=self.is_running,
+                    also_ready=lambda: health.http_and_metrics_ready(self.http_url, self.metrics_url),
+                )
+            except UnavailableError as exc:
+                raise UnavailableError(exc.message, hint=f"last log lines:\n{self.log_tail()}") from None
             self.failed_models = control.failed_models()
 
-    def logs(self, tail: int = 50) -> str:
-        return self.container.logs(tail=tail).decode(errors="replace") if self.container else ""
+    def log_tail(self, lines: int = 15) -> str:
+        if self.container is None:
+            return "(no log: the container was removed when it stopped)"
+        from docker.errors import DockerException
+
+        try:
+            with _engine_errors("read the container's log"):
+                return self.container.logs(tail=lines).decode(errors="replace").rstrip("\n")
+        except (DockerException, UnavailableError):
+            return "(no log: the container is gone)"
+
+    def follow_log(self, emit: Callable[[str], None], stop: threading.Event) -> None:
+        container = self.container
+        if container is None:
+            return
+        from docker.errors import DockerException
+
+        pending = b""
+        try:
+            # Ends when the container stops; the stream cannot be interrupted, so the caller runs
+            # this in a daemon thread and ``stop`` only silences it.
+            for chunk in container.logs(stream=True, follow=True):
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    if stop.is_set():
+                        return
+                    emit(line.decode(errors="replace"))
+        except (DockerException, *_connection_errors()):
+            return  # the container or the engine went away: the watcher reports it
+        if pending and not stop.is_set():
+            emit(pending.decode(errors="replace"))
 
     def load(self, model: str, versions: Sequence[int] | None = None) -> None:
         with TritonControl(self.grpc_url) as control:
@@ -169,9 +250,24 @@ class DockerTriton(ServerAddresses):
 
     def stop(self, timeout_s: float = 30.0) -> None:
         container, self.container = self.container, None
-        if container is not None:
-            container.stop(timeout=int(timeout_s))
-            container.remove(force=True)
+        if container is None:
+            return
+        from docker.errors import DockerException, NotFound
+
+        try:
+            with _engine_errors("stop the container"):
+                container.stop(timeout=int(timeout_s))
+                container.reload()
+                self._exit = ExitStatus(int(container.attrs["State"].get("ExitCode", -1)))
+                container.remove(force=True)
+        except NotFound:
+            self._exit = self._exit or ExitStatus(None, "its container was removed by someone else")
+        except DockerException as exc:
+            explanation = getattr(exc, "explanation", None) or str(exc)
+            raise UnavailableError(
+                f"Docker could not remove container {container.short_id}: {' '.join(str(explanation).split())[:200]}",
+                hint=f"remove it yourself: docker rm -f {container.short_id}",
+            ) from None
 
     def __enter__(self) -> DockerTriton:
         try:
@@ -184,3 +280,26 @@ class DockerTriton(ServerAddresses):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _connection_errors() -> tuple[type[Exception], ...]:
+    # The SDK lets requests' own errors through when the engine's socket goes away mid-call.
+    import requests
+
+    return (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
+
+
+def _engine_lost(action: str, exc: Exception) -> UnavailableError:
+    return UnavailableError(
+        f"lost the Docker engine while trying to {action}: {type(exc).__name__}",
+        hint="check that Docker is running (docker info); the container may still be up: docker ps",
+    )
+
+
+@contextlib.contextmanager
+def _engine_errors(action: str) -> Iterator[None]:
+    """Turn a vanished engine into one line; the SDK's own API errors pass through to the caller."""
+    try:
+        yield
+    except _connection_errors() as exc:
+        raise _engine_lost(action, exc) from None

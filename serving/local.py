@@ -13,6 +13,8 @@ Public API (used by the CLI, the gateway's tests and the benchmarks)::
         triton.unload("digits")
     # stop(): SIGTERM, then no stub process and no shared-memory region is left behind
 
+It implements :class:`tritium.serving.runtime.TritonRuntime`; ``stop()`` then ``start()`` again
+serves on the same ports (what ``tritium serve --restart on-failure`` does after a crash).
 Ports default to free ephemeral ports on 127.0.0.1. Model control is explicit; a model that fails
 to load is reported in ``failed_models`` and the others keep serving. The runtime repository
 (see :mod:`tritium.serving.runtime_repo`) and the backend directory live in ``work_dir`` (a temporary
@@ -26,11 +28,13 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tritium.errors import NotFoundError, UnavailableError
-from tritium.serving import cleanup, registry
+from tritium.serving import cleanup, health, registry
 from tritium.serving.control import TritonControl
 from tritium.serving.distribution import (
     TritonDistribution,
@@ -40,6 +44,7 @@ from tritium.serving.distribution import (
     server_environment,
 )
 from tritium.serving.ports import ServerAddresses, free_port
+from tritium.serving.runtime import ExitStatus
 from tritium.serving.runtime_repo import Derivation, derive, derive_model, model_names
 
 LOOPBACK = "127.0.0.1"
@@ -113,10 +118,16 @@ class LocalTriton(ServerAddresses):
         self.failed_models: dict[str, str] = {}
         self.process: subprocess.Popen | None = None
         self._shm_regions: set[Path] = set()
+        self._log_start = 0  # where this run's lines begin in a log file shared with earlier runs
+        self._exit: ExitStatus | None = None
 
     @property
     def log_file(self) -> Path:
         return self._log_file or self._work() / "tritonserver.log"
+
+    @property
+    def skipped_models(self) -> dict[str, str]:
+        return {skipped.name: skipped.reason for skipped in self.derivation.skipped}
 
     @property
     def runtime_repository(self) -> Path:
@@ -144,7 +155,7 @@ class LocalTriton(ServerAddresses):
             return self
         dist = find_distribution()
         check_numpy()
-        if self.work_dir is None:
+        if self._own_work_dir:  # a fresh one per run: stop() removed the last one
             self.work_dir = Path(tempfile.mkdtemp(prefix="tritium-triton-"))
         self.derivation = derive(self.repository, self.runtime_repository, self.models)
         served = [m.name for m in self.derivation.models]
@@ -163,7 +174,9 @@ class LocalTriton(ServerAddresses):
         if self.models is not None and not served:
             args = [a for a in args if not a.startswith("--load-model")]
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self._exit = None
         with open(self.log_file, "ab") as log:
+            self._log_start = log.tell()
             self.process = subprocess.Popen(
                 args,
                 stdin=subprocess.DEVNULL,
@@ -182,21 +195,51 @@ class LocalTriton(ServerAddresses):
     def is_running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def wait_ready(self, timeout_s: float = 180.0) -> None:
+    def exit_status(self) -> ExitStatus | None:
+        if self.process is not None:
+            returncode = self.process.poll()
+            return None if returncode is None else ExitStatus.from_returncode(returncode)
+        return self._exit
+
+    def wait_ready(self, timeout_s: float | None = None) -> None:
         if self.process is None:
             raise UnavailableError("the local Triton was not started", hint="call start() first")
         with self._control() as control:
             try:
-                control.wait_ready(timeout_s, alive=self.is_running)
+                control.wait_ready(
+                    timeout_s or self.ready_timeout_s,
+                    alive=self.is_running,
+                    also_ready=lambda: health.http_and_metrics_ready(self.http_url, self.metrics_url),
+                )
             except UnavailableError as exc:
                 raise UnavailableError(exc.message, hint=f"last log lines:\n{self.log_tail()}") from None
             self.failed_models = control.failed_models()
+        # Remember the stubs' shared memory now: if the whole group is killed later, nothing is left
+        # to ask which regions it had mapped, and the stubs cannot remove them themselves.
+        self._shm_regions |= cleanup.shm_regions_of(cleanup.group_pids(self.process.pid))
 
     def log_tail(self, lines: int = 15) -> str:
         try:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+    def follow_log(self, emit: Callable[[str], None], stop: threading.Event) -> None:
+        path, start = self.log_file, self._log_start
+        while not path.exists() and not stop.is_set():
+            time.sleep(0.1)
+        try:
+            log = open(path, errors="replace")  # noqa: SIM115 - closed below, after the loop
+        except OSError:
+            return  # the run ended and its directory went with it
+        with log:
+            log.seek(start)
+            while not stop.is_set():
+                line = log.readline()
+                if line:
+                    emit(line.rstrip("\n"))
+                else:
+                    time.sleep(0.2)
 
     def load(self, model: str, versions: Sequence[int] | None = None) -> None:
         """Re-derive ``model`` (new versions, new config) and load it; ``versions`` overrides the policy."""
@@ -224,9 +267,11 @@ class LocalTriton(ServerAddresses):
             except subprocess.TimeoutExpired:
                 cleanup.kill_group(pgid)
                 process.wait()
+            self._exit = ExitStatus.from_returncode(process.returncode)
             if cleanup.group_pids(pgid):
                 cleanup.kill_group(pgid)
             cleanup.remove_regions(self._shm_regions)
+            self._shm_regions.clear()
             registry.forget(self.grpc_url)
         if self._own_work_dir and self.work_dir is not None:
             shutil.rmtree(self.work_dir, ignore_errors=True)

@@ -1,6 +1,9 @@
 """`tritium build` / `tritium models list|show` through the real CLI entry point."""
 
+import io
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +72,52 @@ def test_models_show_unknown_version(built, capsys):
 def test_build_missing_recipe(capsys, tmp_path):
     assert main(["build", str(tmp_path / "none.yaml"), "--quiet"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_models_list_fits_an_80_column_terminal_without_cutting_a_cell(built, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["models", "list", "-r", str(built / "repo")]) == 0
+    out = capsys.readouterr().out
+    assert "…" not in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    # names break after their hyphens, the platform sits whole under the model, the date is minutes
+    assert "int8-dynamic-" in out and "per-channel" in out and "onnxruntime_onnx" in out
+    assert re.search(r"\b\d{4}-\d{2}-\d{2}\b", out) and re.search(r"\b\d{2}:\d{2}\b", out)
+
+
+def test_models_list_on_a_wide_terminal_keeps_names_whole(built, capsys):
+    assert main(["models", "list", "-r", str(built / "repo")]) == 0  # COLUMNS=250
+    out = capsys.readouterr().out
+    assert "int8-dynamic-per-channel" in out and re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}", out)
+
+
+def test_models_list_folds_what_it_cannot_break_and_shows_times_in_utc():
+    from rich.console import Console
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    from tritium.builder.cli import _models_table
+    from tritium.builder.repository import ModelInfo, VersionInfo
+
+    lineage = {
+        "variant": "customer.segment.int8_static_entropy_per_channel",
+        "metric": {"name": "neighbor_top1", "value": 0.98765},
+        "size_bytes": 123_456_789,
+        "created_at": "2026-11-27T23:59:59-08:00",
+    }
+    name = "averyveryveryverylongmodelnamewithoutseparators"
+    edited = {"variant": "[b]x[/b]", "metric": {"name": "top1", "value": "high"}, "created_at": 5}
+    models = [
+        ModelInfo(
+            name,
+            Path("."),
+            mc.ModelConfig(platform="onnxruntime_onnx"),
+            (VersionInfo(12, Path("."), lineage, False), VersionInfo(13, Path("."), edited, True)),
+        )
+    ]
+    console = Console(width=80, record=True, file=io.StringIO())
+    console.print(_models_table("repo", models, narrow=True))
+    out = console.export_text()
+    assert "…" not in out and max(len(line) for line in out.splitlines()) <= 80
+    assert "averyveryveryver" in out and "neighbor_" in out and "123.46" in out
+    assert "2026-11-28" in out and "07:59" in out  # 23:59:59 at UTC-8
+    assert "[b]x[/b]" in out and "top1 ?" in out  # a hand-edited lineage is shown, not obeyed

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,10 +17,13 @@ K8S_DIR = DEPLOY / "k8s"
 
 
 def _tool(name: str, why: str) -> str:
-    path = shutil.which(name)
+    # scripts/bootstrap.sh puts Debian's prometheus/promtool binaries beside the venv's python
+    # (nothing system-wide); a venv that is not activated has that folder off PATH.
+    beside_python = Path(sys.executable).parent / name
+    path = str(beside_python) if os.access(beside_python, os.X_OK) else shutil.which(name)
     if path is None:
         pytest.skip(
-            f"{name} is not installed ({why}); install Debian's 'prometheus' package or run scripts/bootstrap.sh"
+            f"{name} is not installed ({why}); run scripts/bootstrap.sh (or scripts/install-prometheus.sh .venv/bin)"
         )
     return path
 
