@@ -52,7 +52,7 @@ from tritium.builder.recipe import (
     variant_name,
 )
 from tritium.builder.repository import ModelWrite, NewVersion, write_models
-from tritium.builder.runners import OrtRunner, Outputs, Runner, TorchRunner, run_eval_set
+from tritium.builder.runners import OrtRunner, Outputs, Runner, TorchRunner, default_threads, run_eval_set
 from tritium.builder.sources import SourceModel, load_source
 from tritium.builder.triton_config import build_config, versions_to_serve
 from tritium.errors import (
@@ -259,7 +259,7 @@ class _Build:
         names = [s.name for s in self.recipe.inputs]
         outputs = [o.name for o in self.recipe.outputs]
         if source.is_torch:
-            return TorchRunner(source.module, names, outputs, "baseline", self.threads)
+            return TorchRunner(source.module, names, outputs, "baseline", self.threads or default_threads())
         return OrtRunner(source.onnx_path, "baseline", self.threads)
 
     def check_model_accepts_inputs(self, runner: Runner, source: SourceModel) -> None:
@@ -353,14 +353,14 @@ class _Build:
         if objective is not Objective.LATENCY:
             return judge(objective, settings.tolerance)
         if self._export_runner is None:
-            self._export_runner = OrtRunner(export_path, "fp32 export", self.threads, spinning=False)
+            self._export_runner = OrtRunner(export_path, "fp32 export", settings.threads, spinning=False)
         sizes = self.batch_sizes()
         progress.update(
             task,
             description=f"variant {artifact.variant}: latency vs the FP32 export, batch {', '.join(map(str, sizes))}",
         )
         comparisons = compare_latency(
-            self.runner_for(artifact, spinning=False),
+            self.runner_for(artifact, threads=settings.threads, spinning=False),
             self._export_runner,
             self.recipe.inputs,
             sizes,
@@ -369,7 +369,9 @@ class _Build:
         )
         return judge(objective, settings.tolerance, comparisons)
 
-    def runner_for(self, artifact: producing.Artifact, *, spinning: bool = True) -> Runner:
+    def runner_for(
+        self, artifact: producing.Artifact, *, threads: int | None = None, spinning: bool = True
+    ) -> Runner:
         if artifact.platform == producing.TORCHSCRIPT_PLATFORM:
             import torch
 
@@ -379,9 +381,10 @@ class _Build:
                 [s.name for s in self.recipe.inputs],
                 [o.name for o in self.recipe.outputs],
                 artifact.variant,
-                self.threads,
+                # explicit: torch's thread count is global, a timing at one thread must not stick
+                threads or self.threads or default_threads(),
             )
-        return OrtRunner(artifact.path, artifact.variant, self.threads, spinning=spinning)
+        return OrtRunner(artifact.path, artifact.variant, threads or self.threads, spinning=spinning)
 
     def verify_torchscript(self, path: Path, source: SourceModel) -> None:
         import torch
@@ -538,8 +541,8 @@ def build_recipe(
                     f"IR {step.params['ir_version']['to']}, verified"
                 )
         warnings_found = plan_warnings(export_path, recipe.variants)
-        for warning in warnings_found:
-            console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+        for warning in warnings_found:  # without progress output, the CLI prints them with the table
+            build.say(f"[yellow]warning:[/] {escape(warning)}")
 
         results: list[VariantResult] = []
         fp32_base: tuple[str, Path] | None = None
@@ -576,7 +579,8 @@ def build_recipe(
                 except Exception as exc:
                     result.reason = cause_text(exc)
                 results.append(result)
-                _announce(progress.console, result, always=not build.show_progress)
+                if build.show_progress:  # without progress output, the CLI prints them with the table
+                    _announce(progress.console, result)
                 progress.advance(task)
 
             accepted = [r for r in results if r.status == ACCEPTED]
@@ -624,18 +628,13 @@ def build_recipe(
     return outcome
 
 
-def _announce(console: Console, result: VariantResult, *, always: bool) -> None:
-    """One console line per variant; failures and rejections are shown even without progress output."""
+def _announce(console: Console, result: VariantResult) -> None:
+    """One console line per variant as it is decided: failures and rejections with their reason."""
     if result.status == ACCEPTED:
-        if not always:
-            console.log(f"[green]✓[/] variant {escape(result.name)} accepted")
+        console.log(f"[green]✓[/] variant {escape(result.name)} accepted")
         return
     style, verdict = ("red", "FAILED") if result.status == FAILED else ("yellow", "rejected")
-    line = f"[{style}]✗ variant {escape(result.name)} {verdict}:[/] {escape(result.reason)}"
-    if always:
-        console.print(line, highlight=False, soft_wrap=True)
-    else:
-        console.log(line)
+    console.log(f"[{style}]✗ variant {escape(result.name)} {verdict}:[/] {escape(result.reason)}")
 
 
 def _write_reports(outcome: BuildResult) -> dict[str, Path]:

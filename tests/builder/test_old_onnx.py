@@ -262,3 +262,22 @@ def test_normalize_leaves_a_current_model_alone(tmp_path):
     assert normalized.steps[0].params["ir_version"] == {"from": 8, "to": 8}
     again = normalize.normalize_onnx(normalized.path, loaded, tmp_path / "n2.onnx")
     assert again.path == normalized.path and again.steps == ()
+
+
+def test_an_underlying_error_keeps_its_decisive_end(tmp_path):
+    from tritium.errors import cause_text
+
+    session = ort.InferenceSession(
+        str(write_old_onnx(tmp_path / "m.onnx")), providers=["CPUExecutionProvider"]
+    )
+    with pytest.raises(Exception) as info:
+        session.run(None, {INPUT: np.zeros((2, 3, 32, 32), np.float32)})
+    text = cause_text(info.value)
+    # onnxruntime puts the point on the second line: which index, what it got, what it expected
+    assert "Got invalid dimensions for input: image/0" in text
+    assert "index: 0 Got: 2 Expected: 1" in text
+    assert "\n" not in text
+    short = cause_text(info.value, limit=90)
+    assert len(short) == 90 and " … " in short
+    assert short.startswith("InvalidArgument: [ONNXRuntimeError]")
+    assert short.endswith("Please fix either the inputs/outputs or the model.")

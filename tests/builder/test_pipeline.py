@@ -122,6 +122,7 @@ def test_static_int8_with_each_calibration_method(tmp_path):
             {
                 "kind": "onnx-int8-static",
                 "name": f"int8-{method}",
+                "objective": "size",
                 "calibration": {"dataset": calib, "method": method},
             }
             for method in ("minmax", "entropy", "percentile")
