@@ -151,7 +151,11 @@ def verification_shapes(recipe: Recipe) -> list[tuple[int, dict[str, int]]]:
     """Every batch size crossed with every declared size of each dynamic non-batch axis."""
     axes = sorted({d for s in recipe.inputs for i, d in enumerate(s.shape) if isinstance(d, str) and i > 0})
     sizes = [recipe.export.verify_dims.get(axis, [5, 16]) for axis in axes]
-    batches = recipe.export.verify_batch_sizes if recipe.batch_axis else [recipe.inputs[0].shape[0]]
+    first = recipe.inputs[0].shape[0]
+    # without batching the first axis is the model's own: its fixed size, or one sample if dynamic
+    batches = (
+        recipe.export.verify_batch_sizes if recipe.batch_axis else [first if isinstance(first, int) else 1]
+    )
     if recipe.triton.max_batch_size:
         batches = [b for b in batches if b <= recipe.triton.max_batch_size] or [1]
     return [

@@ -612,7 +612,7 @@ def build_recipe(
             if all(r.status == FAILED for r in results):
                 raise ExportError(
                     f"every variant of {recipe.name!r} failed, nothing was written to {repository} — {summary}",
-                    hint=f"see the reasons above; report: {report}",
+                    hint=f"fix the causes named for each variant, or ask for other variants; report: {report}",
                 )
             raise BudgetError(
                 f"no variant of {recipe.name!r} met the budget and its objective, nothing was written to "
