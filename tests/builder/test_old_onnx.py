@@ -169,6 +169,26 @@ def served(old_build, local_triton, tmp_path_factory):
     yield root / "repo", gateway
     gateway.stop()
     triton.stop()
+    forget_gateway_series("oldnet")
+
+
+def forget_gateway_series(model: str) -> None:
+    """Drop this test's series from the gateway's metrics, which live in the process-wide registry.
+
+    Every in-process gateway started later in the session exposes that registry; a leftover model
+    would show up in their /metrics (the dashboards' model variable would pick it up).
+    """
+    from tritium.gateway import metrics
+
+    for metric in (metrics.REQUESTS, metrics.REQUEST_DURATION, metrics.UPSTREAM_DURATION):
+        series = {
+            tuple(sample.labels.values())
+            for family in metric.collect()
+            for sample in family.samples
+            if sample.labels.get("model") == model and "le" not in sample.labels
+        }
+        for labels in series:
+            metric.remove(*labels)
 
 
 def infer(protocol: str, url: str, image: np.ndarray, version: str = "") -> np.ndarray:
