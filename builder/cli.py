@@ -42,15 +42,36 @@ def build(
     rows = _rows(result)
     if not any(row["checks"] for row in rows):
         rows = [{k: v for k, v in row.items() if k != "checks"} for row in rows]
-    rows = [{k: v for k, v in row.items() if k != "kind"} for row in rows]
+    # the reasons are long sentences: printed in full under the table, not folded into a column
+    rows = [{k: v for k, v in row.items() if k not in ("kind", "reason")} for row in rows]
     for header in rows[0]:
         table.add_column(header, overflow="fold")
-    styles = {"accepted": "green", "rejected": "red", "failed": "dim"}
+    styles = {"accepted": "green", "rejected": "yellow", "failed": "red"}
     for row in rows:
         table.add_row(*[_cell(v) for v in row.values()], style=styles.get(row["status"]))
-    _console().print(table)
-    _console().print(f"written: {result.written}")
-    _console().print(f"report: {result.reports['markdown']}  plot: {result.reports.get('plot')}")
+    console = _console()
+    console.print(table)
+    for variant in result.variants:
+        if variant.status != "accepted":
+            style = styles[variant.status]
+            console.print(
+                f"[{style}]{escape(variant.name)} {variant.status}:[/] {escape(variant.reason)}",
+                highlight=False,
+                soft_wrap=True,
+            )
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    console.print(f"written: {result.written}")
+    console.print(f"report: {result.reports['markdown']}  plot: {result.reports.get('plot')}")
+    if result.failed:
+        from tritium.errors import VariantsFailedError
+
+        failed = ", ".join(v.name for v in result.failed)
+        raise VariantsFailedError(
+            f"{len(result.failed)} of {len(result.variants)} variants the recipe asked for failed ({failed}, "
+            f"reasons above); the others were validated and written: {result.written}",
+            hint=f"fix the cause or remove those variants from the recipe; report: {result.reports['markdown']}",
+        )
 
 
 def _cell(value: object) -> str:

@@ -41,8 +41,14 @@ class EvalSet:
         return np.concatenate([b.labels for b in self.batches])
 
 
-def check_inputs(inputs: Inputs, specs: Sequence[InputSpec], where: str) -> Inputs:
-    """Check names, ranks, fixed dims and dtypes; cast same-kind dtypes to the declared ones."""
+def check_inputs(
+    inputs: Inputs, specs: Sequence[InputSpec], where: str, *, samples_on_axis0: bool = False
+) -> Inputs:
+    """Check names, ranks, fixed dims and dtypes; cast same-kind dtypes to the declared ones.
+
+    ``samples_on_axis0``: axis 0 holds any number of samples (an npz for a fixed-batch model,
+    split into the model's batches later), so its declared size is not checked here.
+    """
     expected = [s.name for s in specs]
     if sorted(inputs) != sorted(expected):
         raise DatasetError(
@@ -59,6 +65,8 @@ def check_inputs(inputs: Inputs, specs: Sequence[InputSpec], where: str) -> Inpu
                 hint="reshape the data to the recipe's input shape",
             )
         for axis, (size, dim) in enumerate(zip(array.shape, spec.shape, strict=True)):
+            if axis == 0 and samples_on_axis0:
+                continue
             if isinstance(dim, int) and size != dim:
                 raise DatasetError(
                     f"{where}: input {spec.name!r} has shape {list(array.shape)}, expected {spec.shape} "
@@ -79,7 +87,10 @@ def check_inputs(inputs: Inputs, specs: Sequence[InputSpec], where: str) -> Inpu
     return checked
 
 
-def _npz_batches(path: Path, spec: NpzDataset, specs: Sequence[InputSpec]) -> Iterator[Batch]:
+def _npz_batches(
+    path: Path, spec: NpzDataset, specs: Sequence[InputSpec], fixed_batch: int | None
+) -> Iterator[Batch]:
+    """Batches of ``spec.batch_size`` samples, or of exactly ``fixed_batch`` for a fixed-batch model."""
     if not path.is_file():
         raise DatasetError(f"dataset {path} does not exist", hint="fix the dataset path in the recipe")
     try:
@@ -102,14 +113,28 @@ def _npz_batches(path: Path, spec: NpzDataset, specs: Sequence[InputSpec]) -> It
             f"dataset {path.name} has no array for input(s) {missing} (arrays: {sorted(arrays)})",
             hint="name the arrays like the recipe's inputs",
         )
-    inputs = check_inputs({s.name: arrays[s.name] for s in specs}, specs, f"dataset {path.name}")
+    inputs = check_inputs(
+        {s.name: arrays[s.name] for s in specs},
+        specs,
+        f"dataset {path.name}",
+        samples_on_axis0=fixed_batch is not None,
+    )
     total = len(next(iter(inputs.values())))
     if spec.limit:
         total = min(total, spec.limit)
     if labels is not None and len(labels) < total:
         raise DatasetError(f"dataset {path.name}: {len(labels)} labels for {total} samples")
-    for start in range(0, total, spec.batch_size):
-        stop = min(start + spec.batch_size, total)
+    step = spec.batch_size
+    if fixed_batch is not None:  # the model takes exactly this many samples per call
+        if total % fixed_batch:
+            raise DatasetError(
+                f"dataset {path.name}: {total} samples do not split into the model's fixed batch of "
+                f"{fixed_batch} (its inputs' first dim)",
+                hint=f"use a multiple of {fixed_batch} samples, or set the dataset's 'limit'",
+            )
+        step = fixed_batch
+    for start in range(0, total, step):
+        stop = min(start + step, total)
         yield Batch(
             {k: v[start:stop] for k, v in inputs.items()}, None if labels is None else labels[start:stop]
         )
@@ -142,7 +167,7 @@ def load_dataset(
 ) -> EvalSet:
     specs = loaded.recipe.inputs
     if isinstance(spec, NpzDataset):
-        batches = _npz_batches(loaded.resolve(spec.path), spec, specs)
+        batches = _npz_batches(loaded.resolve(spec.path), spec, specs, loaded.recipe.fixed_batch)
     else:
         batches = _factory_batches(loaded, spec, specs)
     kept: list[Batch] = []

@@ -16,7 +16,7 @@ import numpy as np
 from tritium.builder.data import synthetic_inputs
 from tritium.builder.recipe import Recipe
 from tritium.builder.runners import OrtRunner, Runner
-from tritium.errors import ExportError
+from tritium.errors import ExportError, ModelSourceError, cause_text
 
 
 def export_onnx(module, recipe: Recipe, path: Path) -> Path:
@@ -46,14 +46,14 @@ def export_onnx(module, recipe: Recipe, path: Path) -> Path:
                 dynamo=False,
             )
     except Exception as exc:
-        message = " ".join(str(exc).split())[:300]
+        message = " ".join(str(exc).split())
         operator = _unsupported_operator(message)
         if operator:
             raise ExportError(
                 f"ONNX export failed: operator {operator} is not supported at opset {recipe.export.opset}",
                 hint="raise export.opset in the recipe, or replace that operation in the model",
             ) from None
-        raise ExportError(f"ONNX export failed: {type(exc).__name__}: {message}") from None
+        raise ExportError(f"ONNX export failed: {cause_text(exc)}") from None
     check_onnx(path)
     return path
 
@@ -71,36 +71,72 @@ def check_onnx(path: Path) -> None:
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:
-        raise ExportError(f"{path.name} fails onnx.checker: {str(exc).splitlines()[0]}") from None
+        raise ExportError(f"{path.name} fails onnx.checker: {cause_text(exc)}") from None
 
 
-def check_declared_axes(path: Path, recipe: Recipe) -> None:
-    """The exported graph must keep every declared dynamic axis symbolic."""
+def _shape_text(value_info) -> str:
+    dims = value_info.type.tensor_type.shape.dim
+    return (
+        "["
+        + ", ".join(str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in dims)
+        + "]"
+    )
+
+
+def check_declared_axes(path: Path, recipe: Recipe, *, onnx_source: bool = False) -> None:
+    """The graph must take the recipe's inputs with the declared ranks, fixed sizes and dynamic axes.
+
+    ``onnx_source``: the file is the user's own ONNX model (not our export), so a mismatch is the
+    recipe's to fix and the hints say how.
+    """
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
-    by_name = {i.name: i for i in graph.input}
+    initializers = {t.name for t in graph.initializer}
+    by_name = {i.name: i for i in graph.input if i.name not in initializers}
+    error = ModelSourceError if onnx_source else ExportError
+    graph_inputs = ", ".join(f"{name}{_shape_text(vi)}" for name, vi in by_name.items())
     for spec in recipe.inputs:
         if spec.name not in by_name:
-            raise ExportError(
-                f"the exported model has no input {spec.name!r} (inputs: {sorted(by_name)})",
-                hint="make the recipe's inputs match the model's forward() arguments",
+            raise error(
+                f"the {'ONNX model' if onnx_source else 'exported model'} has no input {spec.name!r} "
+                f"(its inputs: {graph_inputs})",
+                hint="name the recipe's inputs like the ONNX model's inputs"
+                if onnx_source
+                else "make the recipe's inputs match the model's forward() arguments",
             )
         dims = by_name[spec.name].type.tensor_type.shape.dim
         if len(dims) != len(spec.shape):
-            raise ExportError(
-                f"input {spec.name!r}: the model takes rank {len(dims)}, the recipe declares {spec.shape}",
+            raise error(
+                f"input {spec.name!r}: the model takes rank {len(dims)} {_shape_text(by_name[spec.name])}, "
+                f"the recipe declares {spec.shape}",
                 hint="fix the input's shape in the recipe",
             )
         for axis, (declared, dim) in enumerate(zip(spec.shape, dims, strict=True)):
             if isinstance(declared, str) and dim.HasField("dim_value"):
-                raise ExportError(
+                if onnx_source:
+                    fixed = [
+                        d.dim_value if d.HasField("dim_value") else s
+                        for d, s in zip(dims, spec.shape, strict=True)
+                    ]
+                    batch = (
+                        " (a model with a fixed first dim is served with max_batch_size 0)"
+                        if axis == 0
+                        else ""
+                    )
+                    raise error(
+                        f"the ONNX model fixes axis {axis} of input {spec.name!r} to {dim.dim_value}, the recipe "
+                        f"declares it dynamic ({declared!r})",
+                        hint=f"declare shape {fixed} in the recipe{batch}, or re-export the model with that "
+                        "axis dynamic",
+                    )
+                raise error(
                     f"the export fixed dynamic axis {declared!r} (input {spec.name!r}, axis {axis}) to "
                     f"{dim.dim_value}",
                     hint="the model's code turns that size into a constant; avoid shape-dependent Python logic",
                 )
             if isinstance(declared, int) and dim.HasField("dim_value") and dim.dim_value != declared:
-                raise ExportError(
+                raise error(
                     f"input {spec.name!r} axis {axis}: the model has size {dim.dim_value}, the recipe declares "
                     f"{declared}",
                     hint="fix the input's shape in the recipe",
@@ -115,7 +151,11 @@ def verification_shapes(recipe: Recipe) -> list[tuple[int, dict[str, int]]]:
     """Every batch size crossed with every declared size of each dynamic non-batch axis."""
     axes = sorted({d for s in recipe.inputs for i, d in enumerate(s.shape) if isinstance(d, str) and i > 0})
     sizes = [recipe.export.verify_dims.get(axis, [5, 16]) for axis in axes]
-    batches = recipe.export.verify_batch_sizes if recipe.batch_axis else [recipe.inputs[0].shape[0]]
+    first = recipe.inputs[0].shape[0]
+    # without batching the first axis is the model's own: its fixed size, or one sample if dynamic
+    batches = (
+        recipe.export.verify_batch_sizes if recipe.batch_axis else [first if isinstance(first, int) else 1]
+    )
     if recipe.triton.max_batch_size:
         batches = [b for b in batches if b <= recipe.triton.max_batch_size] or [1]
     return [
@@ -132,12 +172,17 @@ def verify_against_source(
     try:
         candidate = OrtRunner(path, "onnx", threads)
     except Exception as exc:
-        raise ExportError(f"onnxruntime cannot load the export: {str(exc).splitlines()[0]}") from None
+        raise ExportError(f"onnxruntime cannot load the export: {cause_text(exc)}") from None
     return compare_runners(candidate, reference, recipe, what="the ONNX export")
 
 
-def compare_runners(candidate: Runner, reference: Runner, recipe: Recipe, *, what: str) -> list[dict]:
-    """Run both at every verification shape; raise on the first shape or value mismatch."""
+def compare_runners(
+    candidate: Runner, reference: Runner, recipe: Recipe, *, what: str, hint: str | None = None
+) -> list[dict]:
+    """Run both at every verification shape; raise on the first shape or value mismatch.
+
+    ``hint`` replaces the export-specific hints when ``candidate`` is not an export.
+    """
     rng = np.random.default_rng(1234)
     results = []
     for batch, dims in verification_shapes(recipe):
@@ -147,8 +192,8 @@ def compare_runners(candidate: Runner, reference: Runner, recipe: Recipe, *, wha
             got = candidate.run(inputs)
         except Exception as exc:
             raise ExportError(
-                f"{what} fails at {shape_text}: {str(exc).splitlines()[0][:200]}",
-                hint="the exporter fixed a dimension the recipe declares dynamic",
+                f"{what} fails at {shape_text}: {cause_text(exc)}",
+                hint=hint or "the exporter fixed a dimension the recipe declares dynamic",
             ) from None
         want = reference.run(inputs)
         worst = 0.0
@@ -158,7 +203,7 @@ def compare_runners(candidate: Runner, reference: Runner, recipe: Recipe, *, wha
                 raise ExportError(
                     f"{what} gives {name!r} shape {list(actual.shape)} at {shape_text}, the source "
                     f"gives {list(expected.shape)}",
-                    hint="the exporter fixed a dimension the recipe declares dynamic",
+                    hint=hint or "the exporter fixed a dimension the recipe declares dynamic",
                 )
             error = float(
                 np.max(np.abs(actual.astype(np.float64) - expected.astype(np.float64)), initial=0.0)
@@ -167,7 +212,7 @@ def compare_runners(candidate: Runner, reference: Runner, recipe: Recipe, *, wha
                 raise ExportError(
                     f"{what} differs from the source at {shape_text}: max abs error {error:.3g} on "
                     f"{name!r} (atol {recipe.export.atol})",
-                    hint="check for training-mode layers or data-dependent control flow",
+                    hint=hint or "check for training-mode layers or data-dependent control flow",
                 )
             worst = max(worst, error)
         results.append({"batch": batch, **dims, "max_abs_error": worst})

@@ -1,4 +1,4 @@
-"""The build: baseline → export → variants → accuracy gate → profile → repository → report.
+"""The build: baseline → export → variants → accuracy gate → performance rule → profile → repository → report.
 
 Only :func:`tritium.builder.repository.write_versions` touches the model repository, and only after every
 variant has been produced, validated and profiled.
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -29,14 +30,18 @@ from rich.progress import (
 
 import tritium
 from tritium.builder import export as exporting
+from tritium.builder import normalize
 from tritium.builder import variants as producing
+from tritium.builder.advice import plan_warnings
 from tritium.builder.data import EvalSet, load_dataset, synthetic_inputs
 from tritium.builder.gate import GateDecision, gate
 from tritium.builder.metrics import Score, score
+from tritium.builder.perf_gate import PerformanceDecision, compare_latency, judge
 from tritium.builder.profiling import LatencyPoint, default_batch_sizes, measure
 from tritium.builder.recipe import (
     DType,
     LoadedRecipe,
+    Objective,
     OnnxFp16Variant,
     OnnxFp32Variant,
     OnnxInt8DynamicVariant,
@@ -47,7 +52,7 @@ from tritium.builder.recipe import (
     variant_name,
 )
 from tritium.builder.repository import ModelWrite, NewVersion, write_models
-from tritium.builder.runners import OrtRunner, Outputs, Runner, TorchRunner, run_eval_set
+from tritium.builder.runners import OrtRunner, Outputs, Runner, TorchRunner, default_threads, run_eval_set
 from tritium.builder.sources import SourceModel, load_source
 from tritium.builder.triton_config import build_config, versions_to_serve
 from tritium.errors import (
@@ -57,6 +62,7 @@ from tritium.errors import (
     RecipeError,
     TritiumError,
     UserInputError,
+    cause_text,
 )
 from tritium.extras import Extra, require
 
@@ -81,6 +87,7 @@ class VariantResult:
     reason: str = ""
     evaluation: Evaluation | None = None
     decision: GateDecision | None = None
+    performance: PerformanceDecision | None = None
     size_bytes: int | None = None
     latency: list[LatencyPoint] = field(default_factory=list)
     artifact: producing.Artifact | None = None
@@ -99,10 +106,15 @@ class BuildResult:
     export_checks: list[dict]
     seconds: float = 0.0
     reports: dict[str, Path] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def accepted(self) -> list[VariantResult]:
         return [v for v in self.variants if v.status == ACCEPTED]
+
+    @property
+    def failed(self) -> list[VariantResult]:
+        return [v for v in self.variants if v.status == FAILED]
 
     @property
     def written(self) -> dict[str, list[int]]:
@@ -167,6 +179,8 @@ class _Build:
         self.show_progress = show_progress
         self.threads = self.recipe.profile.threads
         self._calibration_sets: dict[str, EvalSet] = {}
+        self._converted: dict[tuple[Path, int], tuple[Path, producing.Step]] = {}
+        self._export_runner: Runner | None = None
 
     # -- helpers ---------------------------------------------------------------------------
     @contextmanager
@@ -230,19 +244,25 @@ class _Build:
         return self._calibration_sets[key]
 
     def batch_sizes(self) -> list[int]:
+        if not self.recipe.batch_axis:  # one call always takes the model's one shape
+            return [self.recipe.fixed_batch or 1]
         if self.recipe.profile.batch_sizes:
             return self.recipe.profile.batch_sizes
         return default_batch_sizes(max(self.recipe.triton.max_batch_size, 1))
+
+    def say(self, text: str) -> None:
+        if self.show_progress:
+            self.console.log(text)
 
     # -- steps -----------------------------------------------------------------------------
     def baseline_runner(self, source: SourceModel) -> Runner:
         names = [s.name for s in self.recipe.inputs]
         outputs = [o.name for o in self.recipe.outputs]
         if source.is_torch:
-            return TorchRunner(source.module, names, outputs, "baseline", self.threads)
+            return TorchRunner(source.module, names, outputs, "baseline", self.threads or default_threads())
         return OrtRunner(source.onnx_path, "baseline", self.threads)
 
-    def check_model_accepts_inputs(self, runner: Runner) -> None:
+    def check_model_accepts_inputs(self, runner: Runner, source: SourceModel) -> None:
         dims = {k: v[0] for k, v in self.recipe.export.verify_dims.items() if v}
         inputs = synthetic_inputs(
             self.recipe.inputs, 2 if self.recipe.batch_axis else 1, dims, np.random.default_rng(0)
@@ -251,10 +271,15 @@ class _Build:
             produced = runner.run(inputs)
         except Exception as exc:
             shapes = ", ".join(f"{k}{list(v.shape)} {v.dtype}" for k, v in inputs.items())
+            if source.is_torch:
+                hint = (
+                    "make the recipe's inputs (names, dtypes, shapes) match the model's forward() arguments"
+                )
+            else:
+                hint = "make the recipe's inputs (names, dtypes, shapes) match the ONNX model's inputs"
             raise ModelSourceError(
-                f"the model rejects inputs shaped like the recipe's 'inputs' ({shapes}): "
-                f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}",
-                hint="make the recipe's inputs (names, dtypes, shapes) match the model's forward()",
+                f"the model rejects inputs shaped like the recipe's 'inputs' ({shapes}): {cause_text(exc)}",
+                hint=hint,
             ) from None
         missing = [o.name for o in self.recipe.outputs if o.name not in produced]
         if missing:
@@ -270,14 +295,21 @@ class _Build:
         out = self.work / f"{name}.onnx"
         base_name, base_path = fp32_base if fp32_base else ("export", export_path)
         if isinstance(variant, OnnxFp32Variant):
-            steps = producing.optimize_fp32(export_path, variant, out)
-            return producing.Artifact(name, variant.kind, out, producing.ONNX_PLATFORM, steps)
+            optimized = producing.optimize_fp32(export_path, variant, out)
+            return producing.Artifact(name, variant.kind, out, producing.ONNX_PLATFORM, optimized)
+        steps: list[producing.Step] = []
+        needed = normalize.required_opset(variant)
+        if needed is not None and normalize.model_opset(base_path) < needed:
+            base_path, converted = self.at_opset(
+                base_path, needed, needed_by=f"variant {name} ({variant.kind})"
+            )
+            steps.append(converted)
         if isinstance(variant, OnnxInt8DynamicVariant):
-            steps = producing.quantize_dynamic_int8(base_path, variant, out)
+            steps += producing.quantize_dynamic_int8(base_path, variant, out)
         elif isinstance(variant, OnnxInt8StaticVariant):
-            steps = producing.quantize_static_int8(base_path, variant, self.calibration_set(variant), out)
+            steps += producing.quantize_static_int8(base_path, variant, self.calibration_set(variant), out)
         elif isinstance(variant, OnnxFp16Variant):
-            steps = producing.convert_fp16(base_path, variant, out)
+            steps += producing.convert_fp16(base_path, variant, out)
         elif isinstance(variant, TorchScriptVariant):
             out = self.work / f"{name}.pt"
             steps = producing.trace_torchscript(source.module, self.recipe, variant, out)
@@ -294,7 +326,52 @@ class _Build:
             parent=None if base_name == "export" else base_name,
         )
 
-    def runner_for(self, artifact: producing.Artifact) -> Runner:
+    def at_opset(self, path: Path, target: int, *, needed_by: str) -> tuple[Path, producing.Step]:
+        """``path`` converted to opset ``target`` (once per build), and the step that did it."""
+        key = (path, target)
+        if key not in self._converted:
+            out = self.work / f"{path.stem}.opset{target}.onnx"
+            step = normalize.convert_opset(
+                path, target, out, self.recipe, needed_by=needed_by, threads=self.threads
+            )
+            self._converted[key] = (out, step)
+        return self._converted[key]
+
+    def judge_performance(
+        self, variant, artifact: producing.Artifact, export_path: Path, progress: Progress, task
+    ) -> PerformanceDecision:
+        """The performance rule for one variant that met the accuracy budget."""
+        settings = self.recipe.performance
+        objective: Objective = variant.objective
+        if objective is Objective.SIZE:
+            return judge(
+                objective,
+                settings.tolerance,
+                size_bytes=artifact.size_bytes,
+                reference_size_bytes=export_path.stat().st_size,
+            )
+        if objective is not Objective.LATENCY:
+            return judge(objective, settings.tolerance)
+        if self._export_runner is None:
+            self._export_runner = OrtRunner(export_path, "fp32 export", settings.threads, spinning=False)
+        sizes = self.batch_sizes()
+        progress.update(
+            task,
+            description=f"variant {artifact.variant}: latency vs the FP32 export, batch {', '.join(map(str, sizes))}",
+        )
+        comparisons = compare_latency(
+            self.runner_for(artifact, threads=settings.threads, spinning=False),
+            self._export_runner,
+            self.recipe.inputs,
+            sizes,
+            settings,
+            self.recipe.profile.fixed_dims,
+        )
+        return judge(objective, settings.tolerance, comparisons)
+
+    def runner_for(
+        self, artifact: producing.Artifact, *, threads: int | None = None, spinning: bool = True
+    ) -> Runner:
         if artifact.platform == producing.TORCHSCRIPT_PLATFORM:
             import torch
 
@@ -304,9 +381,10 @@ class _Build:
                 [s.name for s in self.recipe.inputs],
                 [o.name for o in self.recipe.outputs],
                 artifact.variant,
-                self.threads,
+                # explicit: torch's thread count is global, a timing at one thread must not stick
+                threads or self.threads or default_threads(),
             )
-        return OrtRunner(artifact.path, artifact.variant, self.threads)
+        return OrtRunner(artifact.path, artifact.variant, threads or self.threads, spinning=spinning)
 
     def verify_torchscript(self, path: Path, source: SourceModel) -> None:
         import torch
@@ -364,6 +442,7 @@ def _lineage(
             for c in result.decision.checks[1:]
         ],
         "size_bytes": result.size_bytes,
+        "performance": result.performance.as_dict() if result.performance else None,
         "baseline_latency": [p.as_dict() for p in baseline.latency],
         "latency": [p.as_dict() for p in result.latency],
         "machine": {
@@ -398,27 +477,35 @@ def build_recipe(
 
         with build.stage("loading the model and the validation set"):
             source = load_source(loaded)
+            if not source.is_torch:  # the user's own graph: say which recipe field disagrees with it
+                exporting.check_declared_axes(source.onnx_path, recipe, onnx_source=True)
             validation = load_dataset(loaded, recipe.validation.dataset, "validation")
             reference_runner = build.baseline_runner(source)
-            build.check_model_accepts_inputs(reference_runner)
+            build.check_model_accepts_inputs(reference_runner, source)
 
         with build.stage(
             f"baseline: {recipe.validation.metric.value} on {validation.samples} samples + latency"
         ):
             evaluation, reference = build.evaluate(reference_runner, validation, None)
-            large = max(build.batch_sizes())
+            sizes = build.batch_sizes()
             baseline = VariantResult(
                 f"baseline ({source.kind})", source.kind, "baseline", evaluation=evaluation
             )
             baseline.decision = build.decide(evaluation, evaluation)
             baseline.latency = [
-                measure(reference_runner, recipe.inputs, b, recipe.profile) for b in sorted({1, large})
+                measure(reference_runner, recipe.inputs, b, recipe.profile)
+                for b in (sorted({1, max(sizes)}) if recipe.batch_axis else sizes)
             ]
             baseline.size_bytes = source.size_bytes
 
         export_steps: list[producing.Step] = []
         export_checks: list[dict] = []
-        with build.stage("export to ONNX and verify at several shapes"):
+        export_stage = (
+            "export to ONNX and verify at several shapes"
+            if source.is_torch
+            else "check the ONNX model (and normalize an old IR)"
+        )
+        with build.stage(export_stage):
             if source.is_torch:
                 export_path = build.work / "export.onnx"
                 t0 = time.perf_counter()
@@ -440,9 +527,22 @@ def build_recipe(
                     )
                 )
             else:
-                export_path = source.onnx_path
-                exporting.check_declared_axes(export_path, recipe)
+                normalized = normalize.normalize_onnx(
+                    source.onnx_path, recipe, build.work / "normalized.onnx", build.threads
+                )
+                export_path = normalized.path
+                export_steps.extend(normalized.steps)
             output_dtypes, output_shapes = _output_types(export_path)
+        for step in export_steps:
+            if step.name == normalize.NORMALIZE_STEP:
+                build.say(
+                    f"normalized {source.onnx_path.name}: {step.params['removed_initializer_inputs']} weights "
+                    f"were listed as graph inputs (IR {step.params['ir_version']['from']}); "
+                    f"IR {step.params['ir_version']['to']}, verified"
+                )
+        warnings_found = plan_warnings(export_path, recipe.variants)
+        for warning in warnings_found:  # without progress output, the CLI prints them with the table
+            build.say(f"[yellow]warning:[/] {escape(warning)}")
 
         results: list[VariantResult] = []
         fp32_base: tuple[str, Path] | None = None
@@ -460,6 +560,12 @@ def build_recipe(
                     result.decision = build.decide(evaluation, result.evaluation)
                     result.status = ACCEPTED if result.decision.accepted else REJECTED
                     result.reason = result.decision.reason
+                    if result.status == ACCEPTED:  # the performance rule, for what met the budget
+                        result.performance = build.judge_performance(
+                            variant, artifact, export_path, progress, task
+                        )
+                        if not result.performance.accepted:
+                            result.status, result.reason = REJECTED, result.performance.reason
                     if (
                         isinstance(variant, OnnxFp32Variant)
                         and fp32_base is None
@@ -471,10 +577,10 @@ def build_recipe(
                 except TritiumError as exc:
                     result.reason = exc.one_line()
                 except Exception as exc:
-                    result.reason = (
-                        f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
-                    )
+                    result.reason = cause_text(exc)
                 results.append(result)
+                if build.show_progress:  # without progress output, the CLI prints them with the table
+                    _announce(progress.console, result)
                 progress.advance(task)
 
             accepted = [r for r in results if r.status == ACCEPTED]
@@ -487,15 +593,31 @@ def build_recipe(
                     result.latency.append(measure(runner, recipe.inputs, batch_size, recipe.profile))
                     progress.advance(points)
 
-        outcome = BuildResult(build_id, loaded, output_dir, repository, baseline, results, export_checks)
+        outcome = BuildResult(
+            build_id,
+            loaded,
+            output_dir,
+            repository,
+            baseline,
+            results,
+            export_checks,
+            warnings=warnings_found,
+        )
 
         if not accepted:
             outcome.seconds = time.perf_counter() - started
             outcome.reports = _write_reports(outcome)
             summary = "; ".join(f"{r.name}: {r.status} ({r.reason})" for r in results)
+            report = outcome.reports.get("markdown")
+            if all(r.status == FAILED for r in results):
+                raise ExportError(
+                    f"every variant of {recipe.name!r} failed, nothing was written to {repository} — {summary}",
+                    hint=f"fix the causes named for each variant, or ask for other variants; report: {report}",
+                )
             raise BudgetError(
-                f"no variant of {recipe.name!r} met the budget, nothing was written to {repository} — {summary}",
-                hint=f"relax 'budget' or try other variants; report: {outcome.reports.get('markdown')}",
+                f"no variant of {recipe.name!r} met the budget and its objective, nothing was written to "
+                f"{repository} — {summary}",
+                hint=f"relax 'budget' (or 'performance.tolerance') or try other variants; report: {report}",
             )
 
         with build.stage(f"writing versions to {repository}"):
@@ -504,6 +626,15 @@ def build_recipe(
     outcome.seconds = time.perf_counter() - started
     outcome.reports = _write_reports(outcome)
     return outcome
+
+
+def _announce(console: Console, result: VariantResult) -> None:
+    """One console line per variant as it is decided: failures and rejections with their reason."""
+    if result.status == ACCEPTED:
+        console.log(f"[green]✓[/] variant {escape(result.name)} accepted")
+        return
+    style, verdict = ("red", "FAILED") if result.status == FAILED else ("yellow", "rejected")
+    console.log(f"[{style}]✗ variant {escape(result.name)} {verdict}:[/] {escape(result.reason)}")
 
 
 def _write_reports(outcome: BuildResult) -> dict[str, Path]:

@@ -163,8 +163,17 @@ class GraphOptimization(str, Enum):
     TRANSFORMER = "transformer"  # ORT transformers optimizer: fused Attention/LayerNorm/Gelu
 
 
+class Objective(str, Enum):
+    """What a variant is for; the performance rule checks it against the FP32 export."""
+
+    LATENCY = "latency"  # must not be slower than the FP32 export (beyond performance.tolerance)
+    SIZE = "size"  # must be smaller than the FP32 export; speed not judged (FP16 on a CPU, pruning)
+    NONE = "none"  # no performance rule (TorchScript: a variant for another runtime)
+
+
 class _Variant(_Strict):
     name: str | None = Field(default=None, description="Variant name in reports and lineage")
+    objective: Objective = Objective.LATENCY
 
     @field_validator("name")
     @classmethod
@@ -209,10 +218,14 @@ class OnnxInt8StaticVariant(_Variant):
 
 class OnnxFp16Variant(_Variant):
     kind: Literal["onnx-fp16"] = "onnx-fp16"
+    # FP16 weights halve the file; on a CPU without FP16 arithmetic it is not faster, so by
+    # default it is judged on size, not latency.
+    objective: Objective = Objective.SIZE
 
 
 class TorchScriptVariant(_Variant):
     kind: Literal["torchscript"] = "torchscript"
+    objective: Objective = Objective.NONE
     method: Literal["trace", "script"] = "trace"
 
 
@@ -237,8 +250,15 @@ class InstanceGroup(_Strict):
     gpus: list[int] | None = None
 
 
+DEFAULT_MAX_BATCH_SIZE = 32
+
+
 class TritonSettings(_Strict):
-    max_batch_size: int = Field(default=32, ge=0)
+    max_batch_size: int = Field(
+        default=DEFAULT_MAX_BATCH_SIZE,
+        ge=0,
+        description="0 = no batching; default 32, or 0 when an input's first dim is fixed",
+    )
     max_queue_delay_microseconds: int | None = Field(
         default=500, ge=0, description="Dynamic batching queue delay; null disables dynamic batching"
     )
@@ -278,6 +298,39 @@ class ExportSettings(_Strict):
     rtol: float = Field(default=1e-3, ge=0)
 
 
+class PerformanceSettings(_Strict):
+    """The rule next to the accuracy budget: a latency variant must not be slower than the FP32 export."""
+
+    # 0.3: three times the worst deviation two measurements in a row showed between a model and
+    # itself, on a 2-core machine running twice its cores' worth of other work (docs/model-repository.md)
+    tolerance: float = Field(
+        default=0.3,
+        ge=0,
+        le=10,
+        description="Reject a latency-objective variant whose latency exceeds (1 + tolerance) x the FP32 "
+        "export's at any profiled batch size",
+    )
+    rounds: int = Field(default=7, ge=3, le=1001, description="At least this many interleaved rounds")
+    seconds: float = Field(
+        default=0.5,
+        ge=0,
+        le=600,
+        description="Add rounds until the comparison at a batch size took this long",
+    )
+    round_seconds: float = Field(
+        default=0.01,
+        gt=0,
+        le=10,
+        description="Each model runs this long per round (at least one call); the round keeps its fastest call",
+    )
+    threads: int = Field(
+        default=1,
+        ge=1,
+        description="Intra-op threads while timing; with one, both models run on the same thread and the "
+        "OS's placement of thread pools cannot favour either",
+    )
+
+
 class Recipe(_Strict):
     name: str = Field(description="Triton model name")
     description: str = ""
@@ -290,6 +343,22 @@ class Recipe(_Strict):
     triton: TritonSettings = Field(default_factory=TritonSettings)
     profile: ProfileSettings = Field(default_factory=ProfileSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
+    performance: PerformanceSettings = Field(default_factory=PerformanceSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fixed_shape_means_no_batching(cls, data: object) -> object:
+        # An input whose first dim is a number (e.g. [1, 3, 224, 224], as old exporters wrote)
+        # cannot take a batch axis, so when the user left max_batch_size out it defaults to 0
+        # instead of the batched default the model could never serve.
+        if not isinstance(data, dict) or not isinstance(data.get("inputs"), list):
+            return data
+        triton = data.get("triton", {})
+        if not isinstance(triton, dict) or "max_batch_size" in triton:
+            return data
+        if any(_fixed_first_dim(spec) is not None for spec in data["inputs"]):
+            return {**data, "triton": {**triton, "max_batch_size": 0}}
+        return data
 
     @field_validator("name")
     @classmethod
@@ -322,8 +391,10 @@ class Recipe(_Strict):
             for spec in self.inputs:
                 if not isinstance(spec.shape[0], str):
                     raise ValueError(
-                        f"input {spec.name!r}: with max_batch_size > 0 the first dim must be a dynamic "
-                        f"batch axis (e.g. 'batch'), got {spec.shape[0]}"
+                        f"input {spec.name!r} has a fixed first dim ({spec.shape}), so the model takes no "
+                        f"batches, but triton.max_batch_size is {self.triton.max_batch_size}: set "
+                        "triton.max_batch_size: 0 (or leave it out), or declare the first dim as a dynamic "
+                        "batch axis such as 'batch' if the model accepts any batch size"
                     )
         return self
 
@@ -331,6 +402,21 @@ class Recipe(_Strict):
     def batch_axis(self) -> str | None:
         first = self.inputs[0].shape[0]
         return first if self.triton.max_batch_size > 0 and isinstance(first, str) else None
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The fixed first dim every input shares when the model takes no batches (e.g. 1), else None."""
+        if self.triton.max_batch_size > 0:
+            return None
+        firsts = {spec.shape[0] for spec in self.inputs}
+        first = firsts.pop() if len(firsts) == 1 else None
+        return first if isinstance(first, int) else None
+
+
+def _fixed_first_dim(spec: object) -> int | None:
+    shape = spec.get("shape") if isinstance(spec, dict) else None
+    first = shape[0] if isinstance(shape, list) and shape else None
+    return first if isinstance(first, int) and not isinstance(first, bool) else None
 
 
 class LoadedRecipe(BaseModel):

@@ -30,6 +30,7 @@ def _rows(outcome: BuildResult) -> list[dict]:
                 "drop": primary.drop if primary else None,
                 "checks": {c.metric: c.value for c in result.decision.checks[1:]} if result.decision else {},
                 "size_mb": result.size_bytes / 1e6 if result.size_bytes else None,
+                "latency_vs_fp32": _slowest_ratio(result),
                 "p50_b1_ms": _latency_at(result, 1),
                 f"p50_b{large}_ms": _latency_at(result, large),
                 "version": f"{result.model_name}/{result.version}" if result.version else "",
@@ -37,6 +38,12 @@ def _rows(outcome: BuildResult) -> list[dict]:
             }
         )
     return rows
+
+
+def _slowest_ratio(result: VariantResult) -> str | None:
+    """The worst latency ratio to the FP32 export the performance rule measured, e.g. ``0.52x (b1)``."""
+    slowest = result.performance.slowest if result.performance else None
+    return f"{slowest.ratio:.2f}x (b{slowest.batch_size})" if slowest else None
 
 
 def _fmt(value: object, digits: int = 4) -> str:
@@ -130,6 +137,7 @@ def _build_json(outcome: BuildResult) -> dict:
                 for c in (result.decision.checks if result.decision else ())
             ],
             "size_bytes": result.size_bytes,
+            "performance": result.performance.as_dict() if result.performance else None,
             "latency": [p.as_dict() for p in result.latency],
             "model": result.model_name,
             "version": result.version,
@@ -145,6 +153,7 @@ def _build_json(outcome: BuildResult) -> dict:
         "baseline": variant(outcome.baseline),
         "variants": [variant(v) for v in outcome.variants],
         "written": outcome.written,
+        "warnings": outcome.warnings,
     }
 
 
@@ -162,7 +171,9 @@ def write_reports(outcome: BuildResult) -> dict[str, Path]:
         f"{len(outcome.accepted)} of {len(outcome.variants)} variants accepted; "
         f"written: {outcome.written or 'nothing'}. Build time {outcome.seconds:.1f} s."
     )
-    md = [f"# {title}", "", summary, "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    md = [f"# {title}", "", summary, ""]
+    md += [f"> **Warning:** {warning}" for warning in outcome.warnings] + ([""] if outcome.warnings else [])
+    md += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     md += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in cells]
     if outcome.export_checks:
         md += [
@@ -179,6 +190,7 @@ def write_reports(outcome: BuildResult) -> dict[str, Path]:
         md += ["", f"![metric vs latency]({plot.name})"]
     (out / "report.md").write_text("\n".join(md) + "\n")
 
+    warnings_html = "".join(f"<p><b>Warning:</b> {html.escape(w)}</p>" for w in outcome.warnings)
     table = "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in headers) + "</tr>"
     for row, status in zip(cells, (r["status"] for r in rows), strict=True):
         table += f'<tr class="{status}">' + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
@@ -187,7 +199,7 @@ def write_reports(outcome: BuildResult) -> dict[str, Path]:
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;
 padding:4px 8px;font-size:13px}}tr.accepted{{background:#eaffea}}tr.rejected{{background:#ffecec}}
 tr.failed{{background:#eee}}</style></head><body><h1>{html.escape(title)}</h1>
-<p>{html.escape(summary.replace("**", ""))}</p>{table}
+<p>{html.escape(summary.replace("**", ""))}</p>{warnings_html}{table}
 {f'<p><img src="{plot.name}" alt="metric vs latency"></p>' if plot else ""}</body></html>"""
     (out / "report.html").write_text(page)
     (out / "build.json").write_text(json.dumps(_build_json(outcome), indent=2) + "\n")

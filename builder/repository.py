@@ -20,7 +20,7 @@ from pathlib import Path
 from tritonclient.grpc import model_config_pb2 as mc
 
 from tritium.builder.triton_config import parse_pbtxt, to_pbtxt
-from tritium.errors import NotFoundError, RepositoryError
+from tritium.errors import NotFoundError, RepositoryError, cause_text
 
 CONFIG = "config.pbtxt"
 LINEAGE = "lineage.json"
@@ -87,7 +87,7 @@ def _validate_staged(model_dir: Path, versions: Sequence[int], config_text: str)
             _validate_model_file(files[0])
         except Exception as exc:
             raise RepositoryError(
-                f"staged version {version} of {model_dir.name} does not load: {str(exc).splitlines()[0]}"
+                f"staged version {version} of {model_dir.name} does not load: {cause_text(exc)}"
             ) from None
         json.loads((version_dir / LINEAGE).read_text())
 
@@ -248,7 +248,7 @@ def read_model(repository: Path, name: str) -> ModelInfo:
     try:
         config = parse_pbtxt(config_path.read_text())
     except Exception as exc:
-        raise RepositoryError(f"{config_path} does not parse: {str(exc).splitlines()[0]}") from None
+        raise RepositoryError(f"{config_path} does not parse: {cause_text(exc)}") from None
     numbers = existing_versions(model_dir)
     served = served_versions(config, numbers)
     versions = []

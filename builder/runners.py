@@ -62,13 +62,15 @@ class TorchRunner:
 class OrtRunner:
     """An onnxruntime CPU session (all graph optimizations on, as Triton's ORT backend does)."""
 
-    def __init__(self, path: Path, label: str, threads: int | None = None) -> None:
+    def __init__(self, path: Path, label: str, threads: int | None = None, *, spinning: bool = True) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or default_threads()
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        if not spinning:  # idle pool threads sleep instead of spinning (as the served runtime does)
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.label = label

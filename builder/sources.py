@@ -9,7 +9,7 @@ from typing import Any
 
 from tritium.builder.imports import import_callable
 from tritium.builder.recipe import LoadedRecipe, OnnxSource, TorchFactorySource, TorchScriptSource
-from tritium.errors import ModelSourceError
+from tritium.errors import ModelSourceError, cause_text
 
 
 @dataclass(frozen=True)
@@ -109,9 +109,7 @@ def _load_torchscript(loaded: LoadedRecipe, source: TorchScriptSource) -> Source
     try:
         module = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
-        raise ModelSourceError(
-            f"{path} is not a loadable TorchScript file: {str(exc).splitlines()[0]}"
-        ) from None
+        raise ModelSourceError(f"{path} is not a loadable TorchScript file: {cause_text(exc)}") from None
     return SourceModel("torchscript", module.eval(), None, (path,))
 
 
@@ -122,7 +120,7 @@ def _load_onnx(loaded: LoadedRecipe, source: OnnxSource) -> SourceModel:
     try:
         onnx.checker.check_model(str(path))
     except Exception as exc:
-        raise ModelSourceError(f"{path} is not a valid ONNX model: {str(exc).splitlines()[0]}") from None
+        raise ModelSourceError(f"{path} is not a valid ONNX model: {cause_text(exc)}") from None
     return SourceModel("onnx", None, path, (path,))
 
 

@@ -6,6 +6,7 @@ returning the steps it ran (name, parameters, seconds) for the lineage record.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -28,7 +29,7 @@ from tritium.builder.recipe import (
     Recipe,
     TorchScriptVariant,
 )
-from tritium.errors import DatasetError, ExportError
+from tritium.errors import DatasetError, ExportError, cause_text
 
 ONNX_PLATFORM = "onnxruntime_onnx"
 TORCHSCRIPT_PLATFORM = "pytorch_libtorch"
@@ -72,13 +73,18 @@ def _timed(steps: list[Step], name: str, params: dict) -> Iterator[None]:
 
 
 @contextmanager
-def _quiet() -> Iterator[None]:
-    """ORT's quantization and optimizer tools log advice on the root logger; keep the CLI readable."""
+def _tool(work: Path) -> Iterator[None]:
+    """Run one of onnxruntime's tools quietly, with the build's work folder as working directory.
+
+    The tools log advice on the root logger (kept off the CLI), and some write files into the
+    working directory: symbolic shape inference leaves ``sym_shape_infer_temp.onnx`` and its
+    external data behind when it cannot finish. Nothing may appear where the user runs the build.
+    """
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), contextlib.chdir(work):
             warnings.simplefilter("ignore")
             yield
     finally:
@@ -88,7 +94,7 @@ def _quiet() -> Iterator[None]:
 def optimize_fp32(source: Path, spec: OnnxFp32Variant, out: Path) -> list[Step]:
     steps: list[Step] = []
     params = {"optimization": spec.optimization.value}
-    with _timed(steps, "ort-graph-optimization", params), _quiet():
+    with _timed(steps, "ort-graph-optimization", params), _tool(out.parent):
         if spec.optimization is GraphOptimization.NONE:
             shutil.copyfile(source, out)
         elif spec.optimization is GraphOptimization.BASIC:
@@ -120,7 +126,7 @@ def quantize_dynamic_int8(source: Path, spec: OnnxInt8DynamicVariant, out: Path)
 
     steps: list[Step] = []
     params = {"per_channel": spec.per_channel, "reduce_range": spec.reduce_range, "weight_type": "QInt8"}
-    with _timed(steps, "quantize-dynamic-int8", params), _quiet():
+    with _timed(steps, "quantize-dynamic-int8", params), _tool(out.parent):
         quantize_dynamic(
             str(source),
             str(out),
@@ -153,11 +159,11 @@ def quantize_static_int8(
 
     steps: list[Step] = []
     prepared = out.with_name(out.stem + ".pre.onnx")
-    with _timed(steps, "quant-pre-process", {}), _quiet():
+    with _timed(steps, "quant-pre-process", {}), _tool(out.parent):
         try:
             quant_pre_process(str(source), str(prepared), skip_symbolic_shape=False)
         except Exception as exc:  # seen on transformer graphs: continue without it, and say so
-            steps_note = f"skipped: {type(exc).__name__}: {str(exc)[:120]}"
+            steps_note = f"skipped: {cause_text(exc, 160)}"
             shutil.copyfile(source, prepared)
         else:
             steps_note = "ok"
@@ -177,7 +183,7 @@ def quantize_static_int8(
         "weight_type": "QInt8",
         **({"percentile": spec.calibration.percentile} if extra else {}),
     }
-    with _timed(steps, "quantize-static-int8", params), _quiet():
+    with _timed(steps, "quantize-static-int8", params), _tool(out.parent):
         try:
             quantize_static(
                 str(prepared),
@@ -191,13 +197,13 @@ def quantize_static_int8(
                 extra_options=extra,
             )
         except Exception as exc:
-            text = str(exc).splitlines()[0][:200]
+            text = cause_text(exc)
             if "Got invalid dimensions" in text or "INVALID_ARGUMENT" in text:
                 raise DatasetError(
                     f"calibration set does not fit the model: {text}",
                     hint="give calibration data with the recipe's input shapes",
                 ) from None
-            raise ExportError(f"static INT8 quantization failed: {type(exc).__name__}: {text}") from None
+            raise ExportError(f"static INT8 quantization failed: {text}") from None
     prepared.unlink(missing_ok=True)
     return steps
 
@@ -207,7 +213,8 @@ def convert_fp16(source: Path, spec: OnnxFp16Variant, out: Path) -> list[Step]:
     from onnxruntime.transformers.onnx_model import OnnxModel
 
     steps: list[Step] = []
-    with _timed(steps, "convert-fp16", {"keep_io_types": True, "tool": "onnxruntime.transformers"}), _quiet():
+    params = {"keep_io_types": True, "tool": "onnxruntime.transformers"}
+    with _timed(steps, "convert-fp16", params), _tool(out.parent):
         model = OnnxModel(onnx.load(str(source)))
         model.convert_float_to_float16(keep_io_types=True)
         model.save_model_to_file(str(out))

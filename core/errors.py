@@ -60,6 +60,14 @@ class BudgetError(TritiumError):
     grpc_status = "FAILED_PRECONDITION"
 
 
+class VariantsFailedError(TritiumError):
+    """Some variants the recipe asked for failed to build; the others were validated and written."""
+
+    exit_code = 7
+    http_status = 500
+    grpc_status = "INTERNAL"
+
+
 class RepositoryError(TritiumError):
     """The model repository is not in a state we can read or write."""
 
@@ -147,3 +155,19 @@ class UpstreamError(TritiumError):
 class UpstreamTimeoutError(UnavailableError):
     http_status = 504
     grpc_status = "DEADLINE_EXCEEDED"
+
+
+def cause_text(exc: BaseException, limit: int = 320) -> str:
+    """An underlying exception as one line that keeps its decisive end.
+
+    Library errors put the key fact last (onnxruntime: "... for the following indices\n index: 0
+    Got: 2 Expected: 1"), so the text is joined onto one line and, when too long, shortened in the
+    middle rather than cut at the end.
+    """
+    text = " ".join(str(exc).split())
+    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if len(text) <= limit:
+        return text
+    head = limit * 2 // 5
+    tail = limit - head - 3
+    return f"{text[:head]} … {text[-tail:]}"

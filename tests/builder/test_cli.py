@@ -20,7 +20,11 @@ def wide_terminal(monkeypatch):
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     recipe = write_tiny_project(
-        root / "p", variants=[{"kind": "onnx-fp32"}, {"kind": "onnx-int8-dynamic", "per_channel": True}]
+        root / "p",
+        variants=[
+            {"kind": "onnx-fp32"},
+            {"kind": "onnx-int8-dynamic", "per_channel": True, "objective": "size"},
+        ],
     )
     code = main(["build", str(recipe), "-r", str(root / "repo"), "-o", str(root / "out"), "--quiet"])
     assert code == 0
@@ -121,3 +125,34 @@ def test_models_list_folds_what_it_cannot_break_and_shows_times_in_utc():
     assert "averyveryveryver" in out and "neighbor_" in out and "123.46" in out
     assert "2026-11-28" in out and "07:59" in out  # 23:59:59 at UTC-8
     assert "[b]x[/b]" in out and "top1 ?" in out  # a hand-edited lineage is shown, not obeyed
+
+
+def test_a_failed_variant_is_printed_and_exits_7(capsys, tmp_path):
+    # TorchScript's compiler rejects forward(*inputs); the ONNX export takes it: one variant fails
+    recipe = write_tiny_project(
+        tmp_path / "p",
+        source={"kind": "pytorch", "factory": "tests.builder.tiny_models:var_args"},
+        variants=[{"kind": "onnx-fp32", "objective": "none"}, {"kind": "torchscript", "method": "script"}],
+    )
+    code = main(["build", str(recipe), "-r", str(tmp_path / "repo"), "-o", str(tmp_path / "out"), "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 7, captured.err
+    assert "torchscript failed: " in captured.out  # the reason, in full, under the table
+    assert "written: {'tiny': [1]}" in captured.out
+    err = captured.err.strip()
+    assert err.startswith("error: 1 of 2 variants the recipe asked for failed (torchscript")
+    assert len(err.splitlines()) == 1
+    assert (tmp_path / "repo" / "tiny" / "1" / "model.onnx").is_file()
+
+
+def test_every_variant_failing_is_a_conversion_error(capsys, tmp_path):
+    recipe = write_tiny_project(
+        tmp_path / "p",
+        source={"kind": "pytorch", "factory": "tests.builder.tiny_models:var_args"},
+        variants=[{"kind": "torchscript", "method": "script"}],
+    )
+    code = main(["build", str(recipe), "-r", str(tmp_path / "repo"), "-o", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 3, err
+    assert err.startswith("error: every variant of 'tiny' failed") and len(err.splitlines()) == 1
+    assert not (tmp_path / "repo" / "tiny").exists()

@@ -122,6 +122,7 @@ def test_static_int8_with_each_calibration_method(tmp_path):
             {
                 "kind": "onnx-int8-static",
                 "name": f"int8-{method}",
+                "objective": "size",
                 "calibration": {"dataset": calib, "method": method},
             }
             for method in ("minmax", "entropy", "percentile")
@@ -137,3 +138,17 @@ def test_static_int8_with_each_calibration_method(tmp_path):
     ]
     assert methods == ["minmax", "entropy", "percentile"]
     assert result.written == {"tiny": [1, 2, 3]}
+
+
+def test_no_batching_with_a_dynamic_first_axis(tmp_path):
+    # max_batch_size 0 asked for explicitly, first axis still dynamic: verified at one sample
+    recipe = write_tiny_project(
+        tmp_path / "p", triton={"max_batch_size": 0}, variants=[{"kind": "onnx-fp32"}]
+    )
+    result = build_recipe(
+        recipe, repository=tmp_path / "repo", output_dir=tmp_path / "o", show_progress=False
+    )
+    assert result.written == {"tiny": [1]}
+    assert [c["batch"] for c in result.export_checks] == [1]
+    config = read_model(tmp_path / "repo", "tiny").config
+    assert config.max_batch_size == 0 and list(config.input[0].dims) == [-1, 16]

@@ -61,9 +61,59 @@ def test_unknown_variant_kind():
     assert "variants[0]" in message and "onnx-int4" in message
 
 
-def test_batching_needs_dynamic_first_dim():
-    data = {**MINIMAL, "inputs": [{"name": "x", "dtype": "FP32", "shape": [1, 4]}]}
-    assert "first dim must be a dynamic batch axis" in _error(data)
+def test_fixed_first_dim_defaults_to_no_batching():
+    # shapes copied from an old ONNX file (batch fixed to 1), max_batch_size left out
+    recipe = parse_recipe({**MINIMAL, "inputs": [{"name": "x", "dtype": "FP32", "shape": [1, 4]}]})
+    assert recipe.triton.max_batch_size == 0
+    assert recipe.batch_axis is None and recipe.fixed_batch == 1
+    with_triton = {
+        **MINIMAL,
+        "inputs": [{"name": "x", "dtype": "FP32", "shape": [2, 4]}],
+        "triton": {"warmup": False},
+    }
+    assert parse_recipe(with_triton).triton.max_batch_size == 0
+    assert parse_recipe(with_triton).fixed_batch == 2
+
+
+def test_batching_asked_for_a_fixed_first_dim_says_how_to_fix_it():
+    data = {
+        **MINIMAL,
+        "inputs": [{"name": "x", "dtype": "FP32", "shape": [1, 4]}],
+        "triton": {"max_batch_size": 8},
+    }
+    message = _error(data)
+    assert "input 'x' has a fixed first dim ([1, 4])" in message
+    assert "set triton.max_batch_size: 0 (or leave it out)" in message
+    assert "dynamic batch axis such as 'batch'" in message
+
+
+def test_each_variant_kind_has_its_objective():
+    variants = [
+        {"kind": "onnx-fp32"},
+        {"kind": "onnx-int8-dynamic"},
+        {"kind": "onnx-int8-static", "calibration": {"dataset": {"kind": "npz", "path": "c.npz"}}},
+        {"kind": "onnx-fp16"},
+        {"kind": "torchscript"},
+        {"kind": "onnx-int8-dynamic", "per_channel": True, "objective": "size"},
+    ]
+    recipe = parse_recipe({**MINIMAL, "variants": variants})
+    assert [v.objective.value for v in recipe.variants] == [
+        "latency",
+        "latency",
+        "latency",
+        "size",
+        "none",
+        "size",
+    ]
+    assert recipe.performance.tolerance == 0.3
+
+
+def test_objective_and_performance_errors_name_the_field():
+    message = _error({**MINIMAL, "variants": [{"kind": "onnx-fp16", "objective": "speed"}]})
+    assert "'variants[0].objective'" in message and "latency" in message
+    message = _error({**MINIMAL, "performance": {"tolerance": -0.1}})
+    assert "'performance.tolerance'" in message
+    assert "unknown field 'performance.round'" in _error({**MINIMAL, "performance": {"round": 3}})
 
 
 def test_duplicate_variant_names_rejected():
