@@ -115,6 +115,11 @@ def from_grpc(code: str, message: str, *, call: TritonCall, what: str, url: str)
         return unreachable(url, message)
     if code == "DEADLINE_EXCEEDED":
         return UpstreamTimeoutError(f"Triton did not answer in time ({what})")
+    if call is TritonCall.LOAD and code in ("NOT_FOUND", "INVALID_ARGUMENT", "INTERNAL", "UNKNOWN"):
+        # a load names no tensors: an "invalid argument" here is a model that does not load
+        if code == "NOT_FOUND":
+            return NotFoundError(f"{what} failed to load: {message}", hint="check the name in the repository")
+        return _internal(message, call, what)
     if code == "NOT_FOUND" or (code == "INVALID_ARGUMENT" and _unknown_model(message)):
         return NotFoundError(message)
     if code == "INVALID_ARGUMENT":
