@@ -21,7 +21,7 @@ import asyncio
 import zlib
 from dataclasses import dataclass
 
-from starlette.types import Receive
+from starlette.types import Receive, Scope
 
 from tritium.errors import (
     OverloadedError,
@@ -31,7 +31,7 @@ from tritium.errors import (
     UserInputError,
 )
 from tritium.gateway.admission import check_declared_size, parse_length
-from tritium.gateway.deadlines import Deadlines
+from tritium.gateway.http_protocol import BODY_TIMED_OUT
 
 ACCEPTED_ENCODINGS = ("gzip", "deflate", "identity")
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
@@ -40,7 +40,8 @@ _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 @dataclass(frozen=True)
 class BodyLimits:
     max_bytes: int
-    timeout_s: float
+    timeout_s: float | None
+    """None: the server enforces it (the gateway's HTTP protocol, gateway/http_protocol.py)."""
 
 
 class ByteBudget:
@@ -68,10 +69,10 @@ class ByteBudget:
 class BodyReader:
     """Reads one request body into a buffer, holding its bytes in the budget until ``release()``."""
 
-    def __init__(self, budget: ByteBudget, limits: BodyLimits, deadlines: Deadlines | None = None) -> None:
+    def __init__(self, budget: ByteBudget, limits: BodyLimits, scope: Scope | None = None) -> None:
         self.budget = budget
         self.limits = limits
-        self.deadlines = deadlines
+        self.scope = scope
         self.reserved = 0
 
     def release(self) -> None:
@@ -95,43 +96,43 @@ class BodyReader:
             if encoding == "identity"
             else self._read_decoded(receive, encoding)
         )
-        if self.deadlines is None:  # on its own (tests, tools): a timer of its own
-            try:
-                async with asyncio.timeout(self.limits.timeout_s):
-                    return await read
-            except TimeoutError:
-                raise self._late() from None
-        task = asyncio.current_task()
-        assert task is not None
-        late = False
-
-        def expire() -> None:
-            nonlocal late
-            late = True
-            task.cancel()  # lands at the read's `await receive()`: nothing else is awaited there
-
-        self.deadlines.enter(task, self.limits.timeout_s, expire)
-        try:
+        if self.limits.timeout_s is None:  # the server times the body, and says so in the scope
             return await read
-        except asyncio.CancelledError:
-            if late:
-                task.uncancel()
-                raise self._late() from None
-            raise
-        finally:
-            self.deadlines.leave(task)
+        try:  # on its own (tests, tools): a timer of its own
+            async with asyncio.timeout(self.limits.timeout_s):
+                return await read
+        except TimeoutError:
+            raise self._late() from None
 
     def _late(self) -> RequestTimeoutError:
+        within = f" within {self.limits.timeout_s:g} s" if self.limits.timeout_s is not None else " in time"
         return RequestTimeoutError(
-            f"the request body did not arrive within {self.limits.timeout_s:g} s",
-            hint="send it faster, or raise body_timeout_s",
+            f"the request body did not arrive{within}", hint="send it faster, or raise body_timeout_s"
         )
+
+    def _went_away(self) -> UserInputError:
+        if self.scope is not None and self.scope.get(BODY_TIMED_OUT):
+            return self._late()
+        return UserInputError("the client went away before sending the whole body")
+
+    async def _chunks(self, receive: Receive, first: bytes = b""):  # type: ignore[no-untyped-def]
+        if first:
+            yield first
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise self._went_away()
+            chunk = message.get("body", b"")
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
 
     async def _read_plain(self, receive: Receive, declared: int | None) -> bytes | bytearray:
         limit = self.limits.max_bytes
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise UserInputError("the client went away before sending the whole body")
+            raise self._went_away()
         first = message.get("body", b"")
         if not message.get("more_body", False):  # the usual case: the whole body in one message
             if declared is None:
@@ -146,7 +147,7 @@ class BodyReader:
         buffer = bytearray(declared) if declared is not None else bytearray()
         size = 0
         try:
-            async for chunk in _chunks(receive, first):
+            async for chunk in self._chunks(receive, first):
                 end = size + len(chunk)
                 if declared is None:
                     if end > limit:
@@ -179,7 +180,7 @@ class BodyReader:
             decoded.extend(output)
 
         try:
-            async for chunk in _chunks(receive):
+            async for chunk in self._chunks(receive):
                 data = chunk
                 while data:  # decode at most up to the limit at a time: a bomb never expands past it
                     take(decoder.decompress(data, limit + 1 - len(decoded)))
@@ -213,17 +214,3 @@ def _too_large(limit: int, *, decoded: bool = False) -> PayloadTooLargeError:
     return PayloadTooLargeError(
         f"{what} exceeds the limit of {limit} bytes", hint="send smaller batches or raise max_payload_bytes"
     )
-
-
-async def _chunks(receive: Receive, first: bytes = b""):  # type: ignore[no-untyped-def]
-    if first:
-        yield first
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise UserInputError("the client went away before sending the whole body")
-        chunk = message.get("body", b"")
-        if chunk:
-            yield chunk
-        if not message.get("more_body", False):
-            return

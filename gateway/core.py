@@ -13,7 +13,6 @@ from tritium.errors import NotFoundError, OverloadedError, RepositoryError, Trit
 from tritium.gateway import admission, metrics, router
 from tritium.gateway.auth import check_api_key, presented_credential
 from tritium.gateway.body import BodyLimits, ByteBudget
-from tritium.gateway.deadlines import Deadlines
 from tritium.gateway.labels import OTHER, KnownModels, request_labels
 from tritium.gateway.outcomes import Outcome, outcome_of
 from tritium.gateway.router import Decision
@@ -62,8 +61,8 @@ class Gateway:
         self.grpc_port: int | None = None
         self.admin_port: int | None = None
         self.budget = ByteBudget(settings.max_inflight_body_bytes)
-        self.body_limits = BodyLimits(settings.max_payload_bytes, settings.body_timeout_s)
-        self.body_deadlines = Deadlines()
+        # body_timeout_s is the HTTP protocol's to enforce (gateway/http_protocol.py)
+        self.body_limits = BodyLimits(settings.max_payload_bytes, timeout_s=None)
         self.known = KnownModels()
         self.index_wanted = asyncio.Event()  # a name Triton answered for is not known yet: read the index
         self._random = random.random

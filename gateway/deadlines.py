@@ -1,4 +1,4 @@
-"""Many deadlines, one timer: request heads and bodies that arrive too slowly.
+"""Many deadlines, one timer: request heads and bodies that arrive too slowly (gateway/http_protocol.py).
 
 A timer per request (`asyncio.timeout`, `loop.call_later`) costs 1-4 µs of CPU on every request, a
 visible share of the gateway's; registering here costs a dictionary entry. A watcher task checks
@@ -17,13 +17,13 @@ from collections.abc import Callable, Hashable
 class Deadlines:
     def __init__(self, tick_s: float = 0.25) -> None:
         self.tick_s = tick_s
-        self._due: dict[Hashable, tuple[float, Callable[[], None]]] = {}
+        self._due: dict[Hashable, tuple[float, Callable[[], object]]] = {}
         self._watcher: asyncio.Task[None] | None = None
 
-    def enter(self, key: Hashable, timeout_s: float, expire: Callable[[], None]) -> None:
+    def enter(self, key: Hashable, timeout_s: float, expire: Callable[[], object]) -> None:
         """Call `expire()` if `key` is still here `timeout_s` from now."""
         self._due[key] = (time.monotonic() + timeout_s, expire)
-        if self._watcher is None or self._watcher.done():
+        if self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
     def leave(self, key: Hashable) -> None:
@@ -33,10 +33,13 @@ class Deadlines:
         return len(self._due)
 
     async def _watch(self) -> None:
-        while self._due:
-            await asyncio.sleep(self.tick_s)
-            now = time.monotonic()
-            for key, (deadline, expire) in list(self._due.items()):
-                if deadline <= now:
-                    del self._due[key]
-                    expire()
+        try:
+            while self._due:
+                await asyncio.sleep(self.tick_s)
+                now = time.monotonic()
+                for key, (deadline, expire) in list(self._due.items()):
+                    if deadline <= now:
+                        del self._due[key]
+                        expire()
+        finally:
+            self._watcher = None

@@ -1,19 +1,22 @@
 """The gateway's HTTP/1.1 server protocol: uvicorn's httptools protocol with bounds on what a
-connection can hold before its request has even started.
+client can make a connection hold.
 
 - **Head size.** httptools accumulates the request line and headers in memory until they end, with
   no limit: four connections sending 60 MiB of one header took the gateway from 95 to 425 MiB. The
   bytes received while a head is incomplete are counted; past `MAX_HEAD_BYTES` the connection is
   answered 431 and closed. (uvicorn's h11 protocol has such a bound but costs more CPU per request.)
-- **Head time.** A head must be complete within `HEAD_TIMEOUT_S` of its first byte (or of the
-  connection opening): a client trickling header bytes is answered 408 and closed. (uvicorn's
-  keep-alive timeout covers only idle connections between requests.)
+- **Time.** A head must be complete within `HEAD_TIMEOUT_S` of the connection opening or of its
+  first byte, and a body within `body_timeout_s` of its head (408, and the connection is closed;
+  the app, whose `receive()` then returns, counts the request as a 408 too: see `BODY_TIMED_OUT`).
+  uvicorn's keep-alive timeout covers only idle connections between requests.
 - **Connections.** At most `max_connections` open at once; one more is answered 503 (JSON,
   `Retry-After`) and closed as soon as it connects. uvicorn's `limit_concurrency` carries the
   setting, as `max_connections + 1`: uvicorn's own check (a plain-text 503 once a head is read,
   at `limit_concurrency` connections) then never fires before this one.
 
-Request bodies are bounded by the app (gateway/body.py).
+Deadlines cost nothing on the usual request: a head or body that arrives whole in one read is
+never registered; only a connection that is waiting for more is (gateway/deadlines.py).
+Request body sizes and the byte budget are the app's (gateway/body.py).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from tritium.gateway.deadlines import Deadlines
 
 MAX_HEAD_BYTES = 64 * 1024
 HEAD_TIMEOUT_S = 30.0
+BODY_TIMED_OUT = "tritium.body_timed_out"
+"""Set in the request's scope when its body was late: the app's `receive()` then says disconnect."""
 log = logging.getLogger("tritium.gateway")
 
 
@@ -47,15 +52,28 @@ def _answer(status: str, message: str, extra: bytes = b"") -> bytes:
     )
 
 
+def _body_timeout_s(app: object) -> float | None:
+    """The gateway's `body_timeout_s`, from the app uvicorn serves (under its middleware)."""
+    while app is not None:
+        settings = getattr(app, "gateway_settings", None)
+        if settings is not None:
+            return settings.body_timeout_s
+        app = getattr(app, "app", None)
+    return None
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
         self._in_head = True
+        self._in_body = False
         self._head_bytes = 0
+        self._watched = False
         state = self.server_state  # shared by every connection of one server (one event loop)
-        if not hasattr(state, "tritium_head_deadlines"):
-            state.tritium_head_deadlines = Deadlines()  # type: ignore[attr-defined]
-        self._heads: Deadlines = state.tritium_head_deadlines  # type: ignore[attr-defined]
+        if not hasattr(state, "tritium_deadlines"):
+            state.tritium_deadlines = Deadlines()  # type: ignore[attr-defined]
+        self._deadlines: Deadlines = state.tritium_deadlines  # type: ignore[attr-defined]
+        self._body_timeout_s = _body_timeout_s(self.app)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         limit = None if self.limit_concurrency is None else self.limit_concurrency - 1
@@ -70,49 +88,72 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             )
             transport.close()
             return
-        self._heads.enter(self, HEAD_TIMEOUT_S, self._head_too_slow)
+        self._watch(HEAD_TIMEOUT_S)  # a connection that never sends a byte is a slow head too
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._heads.leave(self)
+        self._unwatch()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._in_head:
-            if self._head_bytes == 0:
-                self._heads.enter(self, HEAD_TIMEOUT_S, self._head_too_slow)
             self._head_bytes += len(data)
         super().data_received(data)
-        # Still inside a head after this chunk: the head alone is this big (checked after feeding,
-        # so a chunk that ends a small head and carries body bytes is never refused).
-        if self._in_head and self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
-            self._refuse(
-                "431 Request Header Fields Too Large",
-                f"the request line and headers exceed {MAX_HEAD_BYTES} bytes — send fewer or smaller headers",
-            )
+        if self.transport.is_closing():
+            return
+        if self._in_head:
+            # Still inside a head after this chunk: the head alone is this big (checked after
+            # feeding, so a chunk that ends a small head and carries body bytes is never refused).
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._refuse(
+                    "431 Request Header Fields Too Large",
+                    f"the request line and headers exceed {MAX_HEAD_BYTES} bytes — send fewer or smaller headers",
+                )
+            elif not self._watched:
+                self._watch(HEAD_TIMEOUT_S)
+        elif self._in_body and not self._watched and self._body_timeout_s is not None:
+            self._watch(self._body_timeout_s)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._in_body = True
         self._head_bytes = 0
-        self._heads.leave(self)
+        self._unwatch()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._in_head = True  # the next pipelined request's head starts here
-        self._head_bytes = 0
+        self._in_body = False
+        self._unwatch()
 
-    def _head_too_slow(self) -> None:
-        if self._in_head and not self.transport.is_closing():
-            if self._head_bytes == 0 and self.cycle is not None:
-                return  # an idle keep-alive connection: uvicorn's keep-alive timeout closes it
+    def _watch(self, timeout_s: float) -> None:
+        self._watched = True
+        self._deadlines.enter(self, timeout_s, self._too_slow)
+
+    def _unwatch(self) -> None:
+        if self._watched:
+            self._watched = False
+            self._deadlines.leave(self)
+
+    def _too_slow(self) -> None:
+        self._watched = False
+        if self.transport.is_closing():
+            return
+        if self._in_body:
+            self.scope[BODY_TIMED_OUT] = True  # type: ignore[literal-required]
+            self._refuse(
+                "408 Request Timeout", f"the request body did not arrive within {self._body_timeout_s:g} s"
+            )
+        elif self._in_head and not (self._head_bytes == 0 and self.cycle is not None):
+            # (no bytes after an answered request: an idle keep-alive connection, uvicorn's to close)
             self._refuse(
                 "408 Request Timeout", f"the request head did not arrive within {HEAD_TIMEOUT_S:g} s"
             )
 
     def _refuse(self, status: str, message: str) -> None:
-        log.debug("refused a connection from %s: %s", self.client, message)
-        if self.cycle is not None and not self.cycle.response_complete:
-            self.transport.close()  # a response is still being written: no second one on this connection
+        log.debug("refused a request from %s: %s", self.client, message)
+        if self.cycle is not None and self.cycle.response_started and not self.cycle.response_complete:
+            self.transport.close()  # a response is on its way: no second one on this connection
             return
         self.transport.write(_answer(status, message))
         self.transport.close()

@@ -60,7 +60,7 @@ async def infer(
     its limits before anything is routed, and Triton only ever gets a plain body it can parse.
     """
     call = Call(gateway, model, "rest")
-    reader = BodyReader(gateway.budget, gateway.body_limits, gateway.body_deadlines)
+    reader = BodyReader(gateway.budget, gateway.body_limits, scope)
     IN_FLIGHT.inc()
     try:
         headers = request_headers(scope)

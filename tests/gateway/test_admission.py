@@ -187,18 +187,17 @@ async def test_a_slow_body_times_out() -> None:
         await _reader(timeout_s=0.2).read(_receiver(b"a", b"b", b"c", delay_s=0.15), "3", None)
 
 
-async def test_the_shared_deadline_watch_times_out_slow_bodies_only() -> None:
-    deadlines = Deadlines(tick_s=0.05)
-    reader = BodyReader(ByteBudget(1 << 20), BodyLimits(1 << 16, 0.2), deadlines)
-    with pytest.raises(RequestTimeoutError, match=r"within 0\.2 s"):
-        await reader.read(_receiver(b"a", b"b", b"c", delay_s=0.15), "3", None)
-    reader.release()
-    task = asyncio.current_task()
-    assert task is not None and task.cancelling() == 0  # the timeout's cancellation is taken back
-    fast = BodyReader(ByteBudget(1 << 20), BodyLimits(1 << 16, 0.2), deadlines)
-    assert bytes(await fast.read(_receiver(b"a", b"b", delay_s=0.05), "2", None)) == b"ab"
-    await asyncio.sleep(0.3)  # a read that finished in time is never cancelled afterwards
-    assert len(deadlines) == 0
+async def test_one_watcher_keeps_many_deadlines() -> None:
+    deadlines, expired = Deadlines(tick_s=0.02), []
+    deadlines.enter("late", 0.05, lambda: expired.append("late"))
+    deadlines.enter("left", 0.05, lambda: expired.append("left"))
+    deadlines.leave("left")
+    await asyncio.sleep(0.15)
+    assert expired == ["late"] and len(deadlines) == 0
+    await asyncio.sleep(0.05)  # nothing left to watch: the watcher has stopped, and starts again
+    deadlines.enter("again", 0.01, lambda: expired.append("again"))
+    await asyncio.sleep(0.1)
+    assert expired == ["late", "again"]
 
 
 async def test_the_budget_sheds_before_reading_and_frees_on_release() -> None:
