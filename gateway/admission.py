@@ -141,11 +141,6 @@ class _Request(msgspec.Struct):
 
 
 _DECODE_REQUEST = msgspec.json.Decoder(_Request).decode
-_KNOWN_PARAMETERS = (
-    (lambda r: [r.parameters], _RequestParameters, "parameters"),
-    (lambda r: [i.parameters for i in r.inputs], _InputParameters, "input parameters"),
-    (lambda r: [o.parameters for o in r.outputs], _OutputParameters, "output parameters"),
-)
 _ARRAY_OR_NOTHING = re.compile(rb"[ \t\r\n]*(\[|$)")
 
 
@@ -160,18 +155,26 @@ def check_json_body(data: bytes | bytearray) -> None:
         raise UserInputError(
             "invalid inference request: JSON nested too deep", hint="send tensor data flat (row-major)"
         ) from None
+    # The keys Triton reads itself must have the types it reads them as (most requests have none).
+    if request.parameters:
+        _known_parameters(request.parameters, _RequestParameters, "parameters")
     for tensor in request.inputs:
         if _ARRAY_OR_NOTHING.match(tensor.data) is None:
             raise UserInputError(
                 f"invalid inference request: the data of input {shown(tensor.name)} is not an array"
             )
-    for parameters_of, known, what in _KNOWN_PARAMETERS:
-        for parameters in parameters_of(request):
-            if parameters:
-                try:  # the keys Triton reads itself must have the types it reads them as
-                    msgspec.convert(parameters, known)
-                except msgspec.ValidationError as exc:
-                    raise UserInputError(f"invalid inference request {what}: {exc}") from None
+        if tensor.parameters:
+            _known_parameters(tensor.parameters, _InputParameters, "input parameters")
+    for output in request.outputs:
+        if output.parameters:
+            _known_parameters(output.parameters, _OutputParameters, "output parameters")
+
+
+def _known_parameters(parameters: dict, known: type[msgspec.Struct], what: str) -> None:
+    try:
+        msgspec.convert(parameters, known)
+    except msgspec.ValidationError as exc:
+        raise UserInputError(f"invalid inference request {what}: {exc}") from None
 
 
 # --- gRPC tensors -------------------------------------------------------------------------------

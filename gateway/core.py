@@ -97,7 +97,7 @@ class Gateway:
         admission.check_version(model, version, self.store.table.routes.get(model))
 
     def decide(self, model: str, version: str, sticky_key: str | None) -> Decision:
-        self.admit(model, version)
+        """Route an inference request that was admitted (`admit`) first."""
         return router.decide(self.store.table, model, version, sticky_key, self._random())
 
     def resolve(self, model: str, version: str) -> Decision:
@@ -112,13 +112,19 @@ class Gateway:
 
     def record(self, call: Call, total_s: float) -> None:
         decision, error = call.decision, call.error
-        outcome = outcome_of(error)
-        status = 200 if error is None else error.http_status
+        if error is None:
+            outcome, status = Outcome.OK, "200"
+        else:
+            outcome, status = outcome_of(error), str(error.http_status)
         routes = self.store.table.routes
-        model, version, variant = request_labels(decision, call.name, routes.keys(), self.known)
-        if model == OTHER and outcome is Outcome.OK:
-            self.index_wanted.set()  # Triton served a name the index did not list: loaded since
-        key = (model, version, variant, call.protocol, str(status), outcome.value)
+        routed = decision is not None and not decision.client_version and decision.public_model in routes
+        if routed:  # the usual request: every label comes from the route table
+            model, version, variant = decision.public_model, decision.version, decision.variant  # type: ignore[union-attr]
+        else:
+            model, version, variant = request_labels(decision, call.name, routes.keys(), self.known)
+            if model == OTHER and outcome is Outcome.OK:
+                self.index_wanted.set()  # Triton served a name the index did not list: loaded since
+        key = (model, version, variant, call.protocol, status, outcome.value)
         children = self._metric_children.get(key)
         if children is None:  # `.labels()` costs more than the observation itself: resolve once per key
             if len(self._metric_children) > 10_000:  # bounded labels; this is only a cache of them
@@ -138,7 +144,7 @@ class Gateway:
             upstream.observe(call.upstream_s)
         # Canary windows judge the model: only routed requests the route chose the version of, and
         # never a client's mistake (it would dilute, or fake, the error rate and latency).
-        if decision is not None and decision.public_model in routes and not decision.client_version:
+        if routed:
             self.windows.record(model, variant, at=time.time(), ok=outcome is Outcome.OK, latency_s=total_s)
 
     def submit_shadow(self, shadow: Decision, send: Callable[[], Awaitable[bool]], size: int) -> None:

@@ -233,6 +233,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             async for request in request_iterator:
                 call = Call(gateway, request.model_name, "grpc")
                 try:
+                    gateway.admit(request.model_name, request.model_version)
                     admit_tensors(request, limit)
                     call.decision = decision = gateway.decide(
                         request.model_name,

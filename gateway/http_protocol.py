@@ -66,7 +66,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
         self._in_head = True
-        self._in_body = False
         self._head_bytes = 0
         self._watched = False
         state = self.server_state  # shared by every connection of one server (one event loop)
@@ -91,55 +90,56 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._watch(HEAD_TIMEOUT_S)  # a connection that never sends a byte is a slow head too
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._unwatch()
+        if self._watched:
+            self._unwatch()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._in_head:
             self._head_bytes += len(data)
         super().data_received(data)
-        if self.transport.is_closing():
-            return
+        # The usual request ends here: its head and body came whole, nothing is left to watch.
         if self._in_head:
-            # Still inside a head after this chunk: the head alone is this big (checked after
-            # feeding, so a chunk that ends a small head and carries body bytes is never refused).
-            if self._head_bytes > MAX_HEAD_BYTES:
-                self._refuse(
-                    "431 Request Header Fields Too Large",
-                    f"the request line and headers exceed {MAX_HEAD_BYTES} bytes — send fewer or smaller headers",
-                )
-            elif not self._watched:
-                self._watch(HEAD_TIMEOUT_S)
-        elif self._in_body and not self._watched and self._body_timeout_s is not None:
-            self._watch(self._body_timeout_s)
+            if self._head_bytes:  # part of a head came and the rest has not
+                if self._head_bytes > MAX_HEAD_BYTES:  # checked after feeding: a small head ending
+                    # in this chunk, with body bytes after it, is never refused
+                    if not self.transport.is_closing():
+                        self._refuse(
+                            "431 Request Header Fields Too Large",
+                            f"the request line and headers exceed {MAX_HEAD_BYTES} bytes — send fewer or "
+                            "smaller headers",
+                        )
+                elif not self._watched:
+                    self._watch(HEAD_TIMEOUT_S)
+        elif not self._watched and self._body_timeout_s is not None and not self.transport.is_closing():
+            self._watch(self._body_timeout_s)  # a head came, its body has not (all of it)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._in_body = True
         self._head_bytes = 0
-        self._unwatch()
+        if self._watched:
+            self._unwatch()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._in_head = True  # the next pipelined request's head starts here
-        self._in_body = False
-        self._unwatch()
+        if self._watched:
+            self._unwatch()
 
     def _watch(self, timeout_s: float) -> None:
         self._watched = True
         self._deadlines.enter(self, timeout_s, self._too_slow)
 
     def _unwatch(self) -> None:
-        if self._watched:
-            self._watched = False
-            self._deadlines.leave(self)
+        self._watched = False
+        self._deadlines.leave(self)
 
     def _too_slow(self) -> None:
         self._watched = False
         if self.transport.is_closing():
             return
-        if self._in_body:
+        if not self._in_head:
             self.scope[BODY_TIMED_OUT] = True  # type: ignore[literal-required]
             self._refuse(
                 "408 Request Timeout", f"the request body did not arrive within {self._body_timeout_s:g} s"

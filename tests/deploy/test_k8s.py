@@ -153,7 +153,7 @@ def test_services_and_budgets_select_their_pods(objects: dict) -> None:
 
 
 def test_only_the_gateway_reaches_triton(objects: dict) -> None:
-    policy = _one(objects, "NetworkPolicy")
+    policy = _one(objects, "NetworkPolicy", "triton")
     triton_labels = _one(objects, "Deployment", "triton")["spec"]["template"]["metadata"]["labels"]
     gateway_labels = _one(objects, "Deployment", "tritium-gateway")["spec"]["template"]["metadata"]["labels"]
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= triton_labels.items()
@@ -167,6 +167,26 @@ def test_only_the_gateway_reaches_triton(objects: dict) -> None:
             assert source["podSelector"]["matchLabels"].items() <= gateway_labels.items()
         else:
             assert ports == {8002}, "anything else may only scrape metrics"
+
+
+def test_only_operator_pods_reach_the_gateway_admin_api(objects: dict) -> None:
+    policy = _one(objects, "NetworkPolicy", "tritium-gateway")
+    gateway = _one(objects, "Deployment", "tritium-gateway")
+    container = _container(gateway, "gateway")
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    admin_port = int(env["TRITIUM_GATEWAY_ADMIN_PORT"])
+    assert admin_port in {p["containerPort"] for p in container["ports"]}
+    assert (
+        policy["spec"]["podSelector"]["matchLabels"].items()
+        <= gateway["spec"]["template"]["metadata"]["labels"].items()
+    )
+    open_to_all = [rule for rule in policy["spec"]["ingress"] if "from" not in rule]
+    admin = [rule for rule in policy["spec"]["ingress"] if admin_port in {p["port"] for p in rule["ports"]}]
+    assert {p["port"] for rule in open_to_all for p in rule["ports"]} == {8080, 8081}  # inference only
+    (rule,) = admin
+    assert rule["from"] == [{"podSelector": {"matchLabels": {"tritium.io/gateway-admin": "true"}}}]
+    service = _one(objects, "Service", "tritium-gateway")
+    assert admin_port not in {p["port"] for p in service["spec"]["ports"]}  # not published either
 
 
 def test_hpa_scales_triton_on_the_adapter_metrics(objects: dict) -> None:
