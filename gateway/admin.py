@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tritium.errors import NotFoundError
 from tritium.gateway import canary, metrics
 from tritium.gateway.auth import check_admin, presented_credential
+from tritium.gateway.compare import compare as compare_windows
 from tritium.gateway.core import Gateway
 from tritium.gateway.routes import (
     MODEL_NAME_PATTERN,
@@ -144,6 +146,29 @@ def vars_of(summary) -> dict:  # type: ignore[no-untyped-def]
         "error_rate": summary.error_rate,
         "p99_ms": None if summary.p99_s is None else summary.p99_s * 1000,
     }
+
+
+@router.get("/routes/{model}/compare", responses=statuses(400, 404))
+async def compare_arms(
+    model: ModelName,
+    gateway: GatewayDep,
+    _: Actor,
+    minutes: Annotated[float, Query(gt=0, le=60, description="the window: the last N minutes")] = 10.0,
+    reference: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_-]{0,62}$")] = None,
+) -> dict:
+    """Per arm: requests, error rate and p50/p99 with intervals; each arm against the reference (the
+    canary's stable arm, else `stable`, else the first target): significance and requests still needed."""
+    route = _route(gateway, model)
+    aliases = [t.alias for t in route.targets]
+    if reference is None:
+        reference = route.canary.stable if route.canary else "stable" if "stable" in aliases else aliases[0]
+    elif reference not in aliases:
+        raise NotFoundError(
+            f"route {model!r} has no target {reference!r}", hint=f"targets: {', '.join(aliases)}"
+        )
+    since = time.time() - minutes * 60
+    arms = {alias: await gateway.window_counts(model, alias, since) for alias in aliases}
+    return asdict(compare_windows(model, since, arms, reference))
 
 
 @router.put("/routes/{model}", responses=statuses(400, 409, 503, 504))

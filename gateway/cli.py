@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -234,6 +235,56 @@ def show_route(model: str, url: UrlOption = DEFAULT_URL, token: TokenOption = No
         console.print(
             f"  window {alias}: {window['requests']} requests, error rate {window['error_rate']:.3f}, p99 {p99}"
         )
+
+
+@routes_app.command("compare")
+def compare_route(
+    model: str,
+    minutes: Annotated[float, typer.Option(help="Window: the last N minutes (at most 60).")] = 10.0,
+    reference: Annotated[str | None, typer.Option(help="The arm the others are compared with.")] = None,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+) -> None:
+    """A/B statistics of a route's arms: error rates and latencies with intervals, significance."""
+    query = f"?minutes={minutes}" + (f"&reference={reference}" if reference else "")
+    with _client(url, token) as client:
+        data = client.call("GET", f"/routes/{model}/compare{query}")
+    console.print(_comparison_tables(data))
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.2f}"
+
+
+def _interval(interval: dict | None, scale: float = 1000.0, digits: int = 2) -> str:
+    return (
+        "-"
+        if interval is None
+        else f"[{interval['low'] * scale:.{digits}f}, {interval['high'] * scale:.{digits}f}]"
+    )
+
+
+def _comparison_tables(data: dict) -> Table:
+    since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(data["since"]))
+    arms = Table(title=f"{data['model']}: each arm since {since}", title_justify="left")
+    for column in ("arm", "requests", "errors", "error rate [95 %]", "p50 ms [95 %]", "p99 ms [95 %]"):
+        arms.add_column(column, justify="right")
+    for arm in data["arms"]:
+        arms.add_row(
+            arm["arm"], str(arm["requests"]), str(arm["errors"]),
+            f"{arm['error_rate']:.4f} {_interval(arm['error_rate_interval'], 1.0, 4)}",
+            f"{_ms(arm['p50_s'])} {_interval(arm['p50_interval'])}",
+            f"{_ms(arm['p99_s'])} {_interval(arm['p99_interval'])}",
+        )  # fmt: skip
+    for diff in data["differences"]:
+        p_errors = "-" if diff["error_rate_p_value"] is None else f"{diff['error_rate_p_value']:.4f}"
+        p_latency = "-" if diff["latency_p_value"] is None else f"{diff['latency_p_value']:.4f}"
+        still = "-" if diff["requests_still_needed"] is None else str(diff["requests_still_needed"])
+        arms.caption = (arms.caption or "") + (
+            f"{diff['arm']} vs {diff['reference']}: error rate {diff['error_rate_difference']:+.4f} "
+            f"(p = {p_errors}), latency p = {p_latency}, requests per arm still needed: {still}\n"
+        )
+    return arms
 
 
 @routes_app.command("apply")

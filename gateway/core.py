@@ -20,7 +20,7 @@ from tritium.gateway.routes import Route
 from tritium.gateway.settings import GatewaySettings
 from tritium.gateway.shadow import ShadowDispatcher
 from tritium.gateway.shared_outcomes import SharedOutcomes
-from tritium.gateway.stats import OutcomeWindows, WindowSummary
+from tritium.gateway.stats import OutcomeWindows, SecondCounts, WindowSummary
 from tritium.gateway.store import RouteStore
 from tritium.gateway.upstream import Upstream
 
@@ -73,6 +73,12 @@ class Gateway:
         if self.shared_windows is None:
             return self.windows.summary(model, variant, since=since)
         return await asyncio.to_thread(self.shared_windows.summary, model, variant, since=since)
+
+    async def window_counts(self, model: str, variant: str, since: float) -> SecondCounts:
+        """A variant's outcomes since `since`, added up over every gateway process."""
+        if self.shared_windows is None:
+            return self.windows.merged(model, variant, since=since)
+        return await asyncio.to_thread(self.shared_windows.merged, model, variant, since=since)
 
     async def forget_windows(self, model: str) -> None:
         self.windows.forget(model)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
-from tritium.gateway.stats import OutcomeWindows, SecondCounts, WindowSummary, summarize
+from tritium.gateway.stats import OutcomeWindows, SecondCounts, WindowSummary, merge, summarize
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outcomes (
@@ -74,13 +74,17 @@ class SharedOutcomes:
 
     def summary(self, model: str, variant: str, *, since: float) -> WindowSummary:
         """All processes' outcomes from the second holding `since` on (blocking: run in a thread)."""
+        return summarize([self.merged(model, variant, since=since)])
+
+    def merged(self, model: str, variant: str, *, since: float) -> SecondCounts:
+        """All processes' counts from the second holding `since` on, added up (blocking)."""
         with self._connection() as db:
             rows = db.execute(
                 "SELECT requests, errors, latency_bins FROM outcomes "
                 "WHERE model = ? AND variant = ? AND second >= ?",
                 (model, variant, int(since)),
             ).fetchall()
-        return summarize(
+        return merge(
             SecondCounts(requests, errors, Counter({int(k): v for k, v in json.loads(bins).items()}))
             for requests, errors, bins in rows
         )

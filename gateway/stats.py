@@ -76,10 +76,15 @@ def binned_p99(bins: Counter[int]) -> float | None:
     raise AssertionError("unreachable: the ranks add up to the total")
 
 
-def summarize(seconds: Iterable[SecondCounts]) -> WindowSummary:
+def merge(seconds: Iterable[SecondCounts]) -> SecondCounts:
     merged = SecondCounts()
     for counts in seconds:
         merged.add(counts)
+    return merged
+
+
+def summarize(seconds: Iterable[SecondCounts]) -> WindowSummary:
+    merged = merge(seconds)
     return WindowSummary(merged.requests, merged.errors, binned_p99(merged.latency_bins))
 
 
@@ -112,9 +117,13 @@ class OutcomeWindows:
 
     def summary(self, model: str, variant: str, *, since: float) -> WindowSummary:
         """Outcomes from the second holding `since` on."""
+        return summarize([self.merged(model, variant, since=since)])
+
+    def merged(self, model: str, variant: str, *, since: float) -> SecondCounts:
+        """Every second's counts from the second holding `since` on, added up."""
         window = self._windows.get((model, variant), {})
         first = int(since)
-        return summarize(counts for second, counts in window.items() if second >= first)
+        return merge(counts for second, counts in window.items() if second >= first)
 
     def seconds_since(self, since: float) -> list[tuple[str, str, int, SecondCounts]]:
         """Copies of the per-second counts from `since` on, to publish to other processes."""
