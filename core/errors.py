@@ -101,6 +101,17 @@ class PayloadTooLargeError(UserInputError):
     grpc_status = "RESOURCE_EXHAUSTED"
 
 
+class TooManyRequestsError(UserInputError):
+    """The client sends faster than it may; it can retry after ``retry_after_s``."""
+
+    http_status = 429
+    grpc_status = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1, hint: str | None = None) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message, hint=hint)
+
+
 class UnsupportedMediaTypeError(UserInputError):
     """A request encoding (e.g. `Content-Encoding: br`) the gateway does not accept."""
 

@@ -168,7 +168,8 @@ async def compare_arms(
         )
     since = time.time() - minutes * 60
     arms = {alias: await gateway.window_counts(model, alias, since) for alias in aliases}
-    return asdict(compare_windows(model, since, arms, reference))
+    feedback = {alias: await gateway.feedback_counts(model, alias, since) for alias in aliases}
+    return asdict(compare_windows(model, since, arms, reference, feedback))
 
 
 @router.put("/routes/{model}", responses=statuses(400, 409, 503, 504))

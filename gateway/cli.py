@@ -267,22 +267,43 @@ def _interval(interval: dict | None, scale: float = 1000.0, digits: int = 2) -> 
 def _comparison_tables(data: dict) -> Table:
     since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(data["since"]))
     arms = Table(title=f"{data['model']}: each arm since {since}", title_justify="left")
-    for column in ("arm", "requests", "errors", "error rate [95 %]", "p50 ms [95 %]", "p99 ms [95 %]"):
+    said = any(arm["feedback"]["judged"] or arm["feedback"]["rewarded"] for arm in data["arms"])
+    columns = ["arm", "requests", "errors", "error rate [95 %]", "p50 ms [95 %]", "p99 ms [95 %]"]
+    for column in columns + (["accuracy [95 %] (n)", "mean reward [95 %] (n)"] if said else []):
         arms.add_column(column, justify="right")
     for arm in data["arms"]:
-        arms.add_row(
+        row = [
             arm["arm"], str(arm["requests"]), str(arm["errors"]),
             f"{arm['error_rate']:.4f} {_interval(arm['error_rate_interval'], 1.0, 4)}",
             f"{_ms(arm['p50_s'])} {_interval(arm['p50_interval'])}",
             f"{_ms(arm['p99_s'])} {_interval(arm['p99_interval'])}",
-        )  # fmt: skip
+        ]  # fmt: skip
+        if said:
+            f = arm["feedback"]
+            accuracy = (
+                "-"
+                if f["accuracy"] is None
+                else f"{f['accuracy']:.3f} {_interval(f['accuracy_interval'], 1.0, 3)}"
+            )
+            reward = (
+                "-"
+                if f["mean_reward"] is None
+                else f"{f['mean_reward']:.3f} {_interval(f['mean_reward_interval'], 1.0, 3)}"
+            )
+            row += [f"{accuracy} ({f['judged']})", f"{reward} ({f['rewarded']})"]
+        arms.add_row(*row)
     for diff in data["differences"]:
         p_errors = "-" if diff["error_rate_p_value"] is None else f"{diff['error_rate_p_value']:.4f}"
         p_latency = "-" if diff["latency_p_value"] is None else f"{diff['latency_p_value']:.4f}"
         still = "-" if diff["requests_still_needed"] is None else str(diff["requests_still_needed"])
+        said_p = "".join(
+            f", {what} p = {diff[key]:.4f}"
+            for what, key in (("accuracy", "accuracy_p_value"), ("reward", "reward_p_value"))
+            if diff[key] is not None
+        )
         arms.caption = (arms.caption or "") + (
             f"{diff['arm']} vs {diff['reference']}: error rate {diff['error_rate_difference']:+.4f} "
-            f"(p = {p_errors}), latency p = {p_latency}, requests per arm still needed: {still}\n"
+            f"(p = {p_errors}), latency p = {p_latency}{said_p}, requests per arm still needed: {still}\n"
         )
     return arms
 

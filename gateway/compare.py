@@ -6,6 +6,8 @@ with bootstrap intervals (resampled from the binned latencies). Against the refe
 two-proportion z-test for the error rates, a Mann-Whitney rank test for the latencies (normal
 approximation with the tie correction, as scipy's asymptotic method), and the number of requests per
 arm still needed to tell the observed error-rate difference apart at α = 0.05 with 80 % power.
+Feedback (gateway/feedback.py) is compared the same way: accuracy with a Wilson interval and a
+two-proportion test, mean reward with a normal interval and a z-test with unequal variances.
 tests/gateway/test_compare.py checks the tests against scipy.
 """
 
@@ -18,6 +20,7 @@ from statistics import NormalDist
 
 import numpy as np
 
+from tritium.gateway.feedback import FeedbackCounts
 from tritium.gateway.stats import SecondCounts, bin_upper_bound
 
 ALPHA = 0.05
@@ -33,6 +36,18 @@ class Interval:
 
 
 @dataclass(frozen=True)
+class FeedbackStats:
+    """What clients said of an arm's answers: right or wrong, and rewards."""
+
+    judged: int
+    accuracy: float | None
+    accuracy_interval: Interval | None
+    rewarded: int
+    mean_reward: float | None
+    mean_reward_interval: Interval | None
+
+
+@dataclass(frozen=True)
 class ArmStats:
     arm: str
     requests: int
@@ -43,6 +58,7 @@ class ArmStats:
     p50_interval: Interval | None
     p99_s: float | None
     p99_interval: Interval | None
+    feedback: FeedbackStats
 
 
 @dataclass(frozen=True)
@@ -56,6 +72,8 @@ class Difference:
     latency_p_value: float | None  # None: no successful requests on one side
     requests_needed_per_arm: int | None  # None: no difference to detect
     requests_still_needed: int | None
+    accuracy_p_value: float | None = None  # feedback `correct`: two-proportion test
+    reward_p_value: float | None = None  # feedback `reward`: z-test of the means (unequal variances)
 
 
 @dataclass(frozen=True)
@@ -124,6 +142,40 @@ def requests_needed(p_a: float, p_b: float, alpha: float = ALPHA, power: float =
     return math.ceil(numerator**2 / (p_a - p_b) ** 2)
 
 
+def reward_p_value(a: FeedbackCounts, b: FeedbackCounts) -> float | None:
+    """Two-sided p-value of a z-test on two mean rewards with unequal variances (Welch's statistic;
+    the normal approximation is what the hundreds of rewards an A/B needs make accurate)."""
+    if a.rewarded < 2 or b.rewarded < 2:
+        return None
+    variance = _variance(a) / a.rewarded + _variance(b) / b.rewarded
+    if variance <= 0:
+        return None
+    z = (a.reward_sum / a.rewarded - b.reward_sum / b.rewarded) / math.sqrt(variance)
+    return 2 * (1 - _NORMAL.cdf(abs(z)))
+
+
+def _variance(counts: FeedbackCounts) -> float:
+    """The sample variance (n - 1) of an arm's rewards, from their sum and sum of squares."""
+    n, total = counts.rewarded, counts.reward_sum
+    return max(0.0, (counts.reward_squares - total * total / n) / (n - 1))
+
+
+def feedback_stats(counts: FeedbackCounts) -> FeedbackStats:
+    mean = counts.reward_sum / counts.rewarded if counts.rewarded else None
+    reward_interval = None
+    if counts.rewarded >= 2 and mean is not None:
+        half = _NORMAL.inv_cdf(1 - ALPHA / 2) * math.sqrt(_variance(counts) / counts.rewarded)
+        reward_interval = Interval(mean - half, mean + half)
+    return FeedbackStats(
+        judged=counts.judged,
+        accuracy=counts.correct / counts.judged if counts.judged else None,
+        accuracy_interval=wilson_interval(counts.correct, counts.judged) if counts.judged else None,
+        rewarded=counts.rewarded,
+        mean_reward=mean,
+        mean_reward_interval=reward_interval,
+    )
+
+
 def _percentile(index_sorted: np.ndarray, cumulative: np.ndarray, fraction: float) -> float:
     total = cumulative[-1]
     rank = max(1, math.ceil(fraction * total))
@@ -151,7 +203,7 @@ def latency_percentiles(bins: Counter[int], seed: int = 0) -> tuple[float | None
     return p50, estimates[0.5], p99, estimates[0.99]
 
 
-def arm_stats(arm: str, counts: SecondCounts, seed: int = 0) -> ArmStats:
+def arm_stats(arm: str, counts: SecondCounts, feedback: FeedbackCounts, seed: int = 0) -> ArmStats:
     p50, p50_interval, p99, p99_interval = latency_percentiles(counts.latency_bins, seed)
     return ArmStats(
         arm=arm,
@@ -163,10 +215,16 @@ def arm_stats(arm: str, counts: SecondCounts, seed: int = 0) -> ArmStats:
         p50_interval=p50_interval,  # type: ignore[arg-type]
         p99_s=p99,  # type: ignore[arg-type]
         p99_interval=p99_interval,  # type: ignore[arg-type]
+        feedback=feedback_stats(feedback),
     )
 
 
-def difference(arm: SecondCounts, reference: SecondCounts, names: tuple[str, str]) -> Difference:
+def difference(
+    arm: SecondCounts,
+    reference: SecondCounts,
+    names: tuple[str, str],
+    feedback: tuple[FeedbackCounts, FeedbackCounts] = (FeedbackCounts(), FeedbackCounts()),
+) -> Difference:
     rate = arm.errors / arm.requests if arm.requests else 0.0
     reference_rate = reference.errors / reference.requests if reference.requests else 0.0
     needed = requests_needed(rate, reference_rate) if arm.requests and reference.requests else None
@@ -182,14 +240,30 @@ def difference(arm: SecondCounts, reference: SecondCounts, names: tuple[str, str
         requests_still_needed=None
         if needed is None
         else max(0, needed - min(arm.requests, reference.requests)),
+        accuracy_p_value=two_proportion_p_value(
+            feedback[0].correct, feedback[0].judged, feedback[1].correct, feedback[1].judged
+        ),
+        reward_p_value=reward_p_value(*feedback),
     )
 
 
-def compare(model: str, since: float, arms: dict[str, SecondCounts], reference: str) -> Comparison:
+def compare(
+    model: str,
+    since: float,
+    arms: dict[str, SecondCounts],
+    reference: str,
+    feedback: dict[str, FeedbackCounts] | None = None,
+) -> Comparison:
     """Every arm's statistics, and every other arm against `reference`."""
-    stats = tuple(arm_stats(name, counts, seed=index) for index, (name, counts) in enumerate(arms.items()))
-    base = arms.get(reference, SecondCounts())
+    said = feedback or {}
+    stats = tuple(
+        arm_stats(name, counts, said.get(name, FeedbackCounts()), seed=index)
+        for index, (name, counts) in enumerate(arms.items())
+    )
+    base, base_said = arms.get(reference, SecondCounts()), said.get(reference, FeedbackCounts())
     differences = tuple(
-        difference(counts, base, (name, reference)) for name, counts in arms.items() if name != reference
+        difference(counts, base, (name, reference), (said.get(name, FeedbackCounts()), base_said))
+        for name, counts in arms.items()
+        if name != reference
     )
     return Comparison(model, since, stats, differences)

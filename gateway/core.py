@@ -9,10 +9,18 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
-from tritium.errors import NotFoundError, OverloadedError, RepositoryError, TritiumError
+from tritium.errors import ForbiddenError, NotFoundError, OverloadedError, RepositoryError, TritiumError
 from tritium.gateway import admission, metrics, router
 from tritium.gateway.auth import check_api_key, presented_credential
 from tritium.gateway.body import BodyLimits, ByteBudget
+from tritium.gateway.feedback import (
+    FeedbackCounts,
+    FeedbackWindows,
+    RateLimit,
+    RecentRequests,
+    RequestIds,
+    Served,
+)
 from tritium.gateway.labels import OTHER, KnownModels, request_labels
 from tritium.gateway.outcomes import Outcome, outcome_of
 from tritium.gateway.router import Decision
@@ -30,7 +38,7 @@ log = logging.getLogger("tritium.gateway")
 class Call:
     """One inference request as the gateway accounts for it: set what is known, then `finish()`."""
 
-    __slots__ = ("decision", "error", "gateway", "name", "protocol", "started", "upstream_s")
+    __slots__ = ("decision", "error", "gateway", "name", "protocol", "request_id", "started", "upstream_s")
 
     def __init__(self, gateway: Gateway, name: str, protocol: str) -> None:
         self.gateway = gateway
@@ -40,6 +48,7 @@ class Call:
         self.decision: Decision | None = None
         self.upstream_s: float | None = None
         self.error: TritiumError | None = None
+        self.request_id = ""
 
     def finish(self) -> None:
         self.gateway.record(self, time.perf_counter() - self.started)
@@ -64,6 +73,13 @@ class Gateway:
         # body_timeout_s is the HTTP protocol's to enforce (gateway/http_protocol.py)
         self.body_limits = BodyLimits(settings.max_payload_bytes, timeout_s=None)
         self.known = KnownModels()
+        self.request_ids = RequestIds()
+        self.recent = RecentRequests(settings.feedback_capacity, settings.feedback_window_s)
+        self.feedback = FeedbackWindows()
+        self.feedback_keys = settings.feedback_key_values()
+        self.feedback_rate = RateLimit(
+            settings.feedback_rate_per_s, burst=max(1.0, settings.feedback_rate_per_s)
+        )
         self.index_wanted = asyncio.Event()  # a name Triton answered for is not known yet: read the index
         self._random = random.random
         self._metric_children: dict[tuple[str, str, str, str, str, str], tuple] = {}
@@ -73,6 +89,28 @@ class Gateway:
         if self.shared_windows is None:
             return self.windows.summary(model, variant, since=since)
         return await asyncio.to_thread(self.shared_windows.summary, model, variant, since=since)
+
+    def check_feedback_key(self, headers: Mapping[str, str]) -> None:
+        if not self.feedback_keys:
+            raise ForbiddenError(
+                "feedback is not taken here", hint="set feedback_keys in the gateway settings"
+            )
+        check_api_key(presented_credential(headers), self.feedback_keys)
+
+    async def served(self, request_id: str, model: str) -> Served | None:
+        """Which arm answered `request_id` for `model`, in this process or (with workers) another."""
+        now = time.time()
+        served = self.recent.arm_of(request_id, model, now)
+        if served is None and self.shared_windows is not None:
+            served = await asyncio.to_thread(
+                self.shared_windows.served, request_id, model, now - self.recent.window_s
+            )
+        return served
+
+    async def feedback_counts(self, model: str, arm: str, since: float) -> FeedbackCounts:
+        if self.shared_windows is None:
+            return self.feedback.merged(model, arm, since)
+        return await asyncio.to_thread(self.shared_windows.merged_feedback, model, arm, since)
 
     async def window_counts(self, model: str, variant: str, since: float) -> SecondCounts:
         """A variant's outcomes since `since`, added up over every gateway process."""
@@ -151,7 +189,10 @@ class Gateway:
         # Canary windows judge the model: only routed requests the route chose the version of, and
         # never a client's mistake (it would dilute, or fake, the error rate and latency).
         if routed:
-            self.windows.record(model, variant, at=time.time(), ok=outcome is Outcome.OK, latency_s=total_s)
+            now = time.time()
+            self.windows.record(model, variant, at=now, ok=outcome is Outcome.OK, latency_s=total_s)
+            if outcome is Outcome.OK and call.request_id:  # feedback may come for this answer
+                self.recent.remember(call.request_id, model, variant, now)
 
     def submit_shadow(self, shadow: Decision, send: Callable[[], Awaitable[bool]], size: int) -> None:
         """Mirror a request whose body (``size`` bytes) stays held in the byte budget until sent;

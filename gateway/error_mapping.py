@@ -21,7 +21,6 @@ from tritium.errors import (
     MethodNotAllowedError,
     ModelNotReadyError,
     NotFoundError,
-    OverloadedError,
     TritiumError,
     UnavailableError,
     UserInputError,
@@ -30,15 +29,21 @@ from tritium.gateway.router import Decision
 from tritium.triton_errors import TritonCall
 
 VARIANT_HEADER = "x-tritium-variant"
+REQUEST_ID_HEADER = "x-request-id"
 log = logging.getLogger("tritium.gateway")
 
 
-def http_error_response(exc: TritiumError, variant: str | None = None) -> JSONResponse:
+def http_error_response(
+    exc: TritiumError, variant: str | None = None, request_id: str | None = None
+) -> JSONResponse:
     headers: dict[str, str] = {VARIANT_HEADER: variant} if variant else {}
+    if request_id:
+        headers[REQUEST_ID_HEADER] = request_id
     if exc.http_status == 401:
         headers["www-authenticate"] = "Bearer"
-    if isinstance(exc, OverloadedError):
-        headers["retry-after"] = str(exc.retry_after_s)
+    retry_after = getattr(exc, "retry_after_s", None)  # OverloadedError, TooManyRequestsError
+    if retry_after is not None:
+        headers["retry-after"] = str(retry_after)
     if isinstance(exc, MethodNotAllowedError):
         headers["allow"] = ", ".join(exc.allow)
     return JSONResponse({"error": exc.one_line()}, status_code=exc.http_status, headers=headers or None)

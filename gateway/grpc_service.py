@@ -20,6 +20,7 @@ from tritium.gateway.admission import check_model_name, check_tensor
 from tritium.gateway.auth import check_admin, presented_credential
 from tritium.gateway.core import Call, Gateway
 from tritium.gateway.error_mapping import (
+    REQUEST_ID_HEADER,
     VARIANT_HEADER,
     from_triton_grpc,
     from_triton_stream,
@@ -76,8 +77,14 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
 
 async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
     error = exc if isinstance(exc, TritiumError) else internal_error(exc)
-    variant = getattr(error, "variant", None)
-    trailing = ((VARIANT_HEADER, variant),) if variant else ()
+    trailing = tuple(
+        (key, value)
+        for key, value in (
+            (VARIANT_HEADER, getattr(error, "variant", None)),
+            (REQUEST_ID_HEADER, getattr(error, "request_id", None)),
+        )
+        if value
+    )
     await context.abort(grpc_code(error), error.one_line(), trailing_metadata=trailing)
 
 
@@ -120,9 +127,12 @@ def _wrap(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     return handler  # the service has no unary-stream or stream-unary methods
 
 
-def _with_variant(exc: TritiumError, decision: Decision | None) -> TritiumError:
+def _with_variant(exc: TritiumError, decision: Decision | None, request_id: str = "") -> TritiumError:
+    """Remember what the trailing metadata of the error status says (read by ErrorInterceptor)."""
     if decision is not None:
-        exc.variant = decision.variant  # type: ignore[attr-defined]  # read by ErrorInterceptor
+        exc.variant = decision.variant  # type: ignore[attr-defined]
+    if request_id:
+        exc.request_id = request_id  # type: ignore[attr-defined]
     return exc
 
 
@@ -159,6 +169,8 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         IN_FLIGHT.inc()
         try:
             metadata = _metadata(context)
+            ids = gateway.request_ids
+            call.request_id = ids.valid(metadata.get(REQUEST_ID_HEADER)) or ids.new()
             gateway.authorize(metadata)
             gateway.admit(request.model_name, request.model_version)
             size = admit_tensors(request, gateway.settings.max_payload_bytes)
@@ -184,14 +196,16 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             if shadow is not None:  # only requests the primary answered, like REST
                 self._mirror(shadow, request, size)
             response.parameters[VARIANT_PARAMETER].string_param = decision.variant
-            context.set_trailing_metadata(((VARIANT_HEADER, decision.variant),))
+            context.set_trailing_metadata(
+                ((VARIANT_HEADER, decision.variant), (REQUEST_ID_HEADER, call.request_id))
+            )
             return response
         except TritiumError as exc:
             call.error = exc
-            raise _with_variant(exc, call.decision) from None
+            raise _with_variant(exc, call.decision, call.request_id) from None
         except Exception as exc:
             call.error = internal_error(exc)
-            raise _with_variant(call.error, call.decision) from None
+            raise _with_variant(call.error, call.decision, call.request_id) from None
         finally:
             gateway.budget.release(held)
             IN_FLIGHT.dec()

@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute
 
 from tritium import __version__
 from tritium.gateway.admission import VERSION_NUMBER
+from tritium.gateway.feedback import Feedback
 from tritium.gateway.routes import MODEL_NAME_PATTERN
 
 ERROR_SCHEMA = {"$ref": "#/components/schemas/Error"}
@@ -34,6 +35,7 @@ STATUS_TEXT = {
     408: "the request body did not arrive within body_timeout_s",
     413: "body (or decoded body) over max_payload_bytes",
     415: "Content-Encoding other than gzip, deflate or identity",
+    429: "feedback posted faster than feedback_rate_per_s (see Retry-After)",
     502: "the model failed in Triton",
     503: "Triton not reachable or not ready, a route target not loaded, or the gateway shedding load "
     "(Retry-After)",
@@ -107,7 +109,16 @@ class ModelMetadata(_Open):
     outputs: list[TensorMetadata]
 
 
+class FeedbackAnswer(BaseModel):
+    model: str
+    arm: str
+    request_id: str
+    recorded: bool
+
+
 SCHEMAS: tuple[type[BaseModel], ...] = (
+    Feedback,
+    FeedbackAnswer,
     Error,
     RequestInput,
     RequestOutput,
@@ -156,6 +167,11 @@ PROTOCOL_OPERATIONS: tuple[Operation, ...] = (
                 api_key=True,
             ),
         )
+    ),
+    Operation(
+        "post", _MODEL + "/feedback", "Feedback on an answer, by its X-Request-Id (feedback key)",
+        (200, 400, 401, 403, 404, 413, 429), body="FeedbackAnswer", request="Feedback", api_key=True,
+        tags=("feedback",),
     ),
 )  # fmt: skip
 
@@ -210,7 +226,12 @@ def _operation(op: Operation) -> dict:
         "parameters": _path_parameters(op.path),
         "responses": responses,
     }
-    if op.request:
+    if op.request == "Feedback":
+        document["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Feedback"}}},
+        }
+    elif op.request:
         document["parameters"].append(
             {"name": "Inference-Header-Content-Length", "in": "header", "required": False,
              "description": "binary-tensor extension: byte length of the JSON header", "schema": {"type": "string"}}

@@ -11,23 +11,26 @@ import json
 import re
 import time
 
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from tritium.errors import NotFoundError, TritiumError, UnavailableError, UserInputError
+from tritium.errors import NotFoundError, PayloadTooLargeError, TritiumError, UnavailableError, UserInputError
 from tritium.gateway import metrics
-from tritium.gateway.admission import check_json_body, json_header_length
+from tritium.gateway.admission import check_json_body, json_header_length, parse_length
 from tritium.gateway.body import BodyReader
 from tritium.gateway.core import Call, Gateway
 from tritium.gateway.error_mapping import (
+    REQUEST_ID_HEADER,
     VARIANT_HEADER,
     for_route,
     from_triton_http,
     http_error_response,
     internal_error,
 )
+from tritium.gateway.feedback import MAX_FEEDBACK_BYTES, Feedback, unknown_request
 from tritium.gateway.router import Decision
 from tritium.gateway.upstream import FORWARDED_REQUEST_HEADERS, model_path
 
@@ -35,6 +38,7 @@ BINARY_HEADER = "inference-header-content-length"
 IN_FLIGHT = metrics.IN_FLIGHT.labels(protocol="rest")
 INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
 VARIANT_HEADER_BYTES = VARIANT_HEADER.encode()
+REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.encode()
 
 
 def _gateway(request: Request) -> Gateway:
@@ -64,6 +68,8 @@ async def infer(
     IN_FLIGHT.inc()
     try:
         headers = request_headers(scope)
+        ids = gateway.request_ids
+        call.request_id = ids.valid(headers.get(REQUEST_ID_HEADER)) or ids.new()
         gateway.authorize(headers)
         gateway.admit(model, version)
         body = await reader.read(receive, headers.get("content-length"), headers.get("content-encoding"))
@@ -82,15 +88,16 @@ async def infer(
             _mirror(gateway, shadow, body, forwarded)
         response_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.items()]
         response_headers.append((VARIANT_HEADER_BYTES, decision.variant.encode()))
+        response_headers.append((REQUEST_ID_HEADER_BYTES, call.request_id.encode()))
         response_headers.append((b"content-length", str(len(answer.body)).encode()))
         await send({"type": "http.response.start", "status": 200, "headers": response_headers})
         await send({"type": "http.response.body", "body": answer.body})
     except TritiumError as exc:
         call.error = exc
-        await http_error_response(exc, _variant(call))(scope, receive, send)
+        await http_error_response(exc, _variant(call), call.request_id)(scope, receive, send)
     except Exception as exc:
         call.error = internal_error(exc)
-        await http_error_response(call.error, _variant(call))(scope, receive, send)
+        await http_error_response(call.error, _variant(call), call.request_id)(scope, receive, send)
     finally:
         reader.release()
         IN_FLIGHT.dec()
@@ -177,6 +184,38 @@ async def server_metadata(request: Request) -> Response:
     return Response(answer.body, status_code=200, headers=answer.headers)
 
 
+async def feedback(request: Request) -> Response:
+    """POST /v2/models/{model}/feedback: whether an answer was right, or a reward, for its arm."""
+    gateway = _gateway(request)
+    model = request.path_params["model"]
+    gateway.check_feedback_key(request.headers)
+    gateway.admit(model, "")
+    gateway.feedback_rate.take()
+    declared = request.headers.get("content-length")
+    if declared is None or parse_length(declared, "Content-Length") > MAX_FEEDBACK_BYTES:
+        raise PayloadTooLargeError(
+            f"a feedback body has a Content-Length of at most {MAX_FEEDBACK_BYTES} bytes",
+            hint="send one JSON object: {request_id, correct | reward}",
+        )
+    body = await request.body()
+    if len(body) > MAX_FEEDBACK_BYTES:
+        raise PayloadTooLargeError(f"a feedback body is at most {MAX_FEEDBACK_BYTES} bytes")
+    try:
+        given = Feedback.model_validate_json(body)
+    except ValidationError as exc:
+        details = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+        )
+        raise UserInputError(
+            f"invalid feedback: {details}"[:500], hint="send {request_id, correct | reward}"
+        ) from None
+    served = await gateway.served(given.request_id, model)
+    if served is None:
+        raise unknown_request(given.request_id, model)
+    gateway.feedback.record(model, served.arm, given, time.time())
+    return JSONResponse({"model": model, "arm": served.arm, "request_id": given.request_id, "recorded": True})
+
+
 async def live(_: Request) -> Response:
     return Response(status_code=200)
 
@@ -211,5 +250,6 @@ def protocol_routes() -> list[Route]:
             Route(prefix + "/stats", model_stats, methods=["GET"]),
             Route(prefix + "/infer", InferEndpoint(), methods=["POST"]),
         ]
+    routes.append(Route(model + "/feedback", feedback, methods=["POST"]))
     routes.append(Route("/v2/{rest:path}", unsupported, methods=["GET", "POST"]))
     return routes

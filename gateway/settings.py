@@ -58,6 +58,19 @@ class GatewaySettings(BaseSettings):
         le=65535,
         description="serve the admin API on its own port (not the inference one)",
     )
+    feedback_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="credentials for POST .../feedback (never the admin token); none: off",
+    )
+    feedback_window_s: float = Field(
+        default=3600.0, gt=0, le=3600, description="how long after an answer feedback on it is taken"
+    )
+    feedback_capacity: int = Field(
+        default=100_000, ge=1, description="request ids per process remembered for feedback"
+    )
+    feedback_rate_per_s: float = Field(
+        default=100.0, gt=0, description="feedback posts a second, per process"
+    )
     model_index_refresh_s: float = Field(
         default=10.0, gt=0, description="how often Triton's repository index is read for metric labels"
     )
@@ -108,6 +121,9 @@ class GatewaySettings(BaseSettings):
     def api_key_values(self) -> frozenset[str]:
         return frozenset(k.get_secret_value() for k in self.api_keys)
 
+    def feedback_key_values(self) -> frozenset[str]:
+        return frozenset(k.get_secret_value() for k in self.feedback_keys)
+
 
 def load_settings(settings_file: Path | None = None, **overrides: Any) -> GatewaySettings:
     """Build settings; overrides (CLI options) beat environment variables, which beat the file."""
@@ -157,6 +173,7 @@ def pass_to_workers(settings: GatewaySettings, log_level: str, state_dir: Path) 
     data = settings.model_dump(mode="json")
     data["admin_token"] = settings.admin_token.get_secret_value() if settings.admin_token else None
     data["api_keys"] = [key.get_secret_value() for key in settings.api_keys]
+    data["feedback_keys"] = [key.get_secret_value() for key in settings.feedback_keys]
     path = state_dir / "worker-settings.json"
     path.unlink(missing_ok=True)
     with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:

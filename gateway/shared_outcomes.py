@@ -13,10 +13,11 @@ import os
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
 
+from tritium.gateway.feedback import FeedbackCounts, Served
 from tritium.gateway.stats import OutcomeWindows, SecondCounts, WindowSummary, merge, summarize
 
 _SCHEMA = """
@@ -31,6 +32,26 @@ CREATE TABLE IF NOT EXISTS outcomes (
     PRIMARY KEY (model, variant, second, process)
 );
 CREATE INDEX IF NOT EXISTS outcomes_by_second ON outcomes (second);
+CREATE TABLE IF NOT EXISTS served (
+    request_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    arm TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (request_id, model)
+);
+CREATE INDEX IF NOT EXISTS served_by_time ON served (at);
+CREATE TABLE IF NOT EXISTS feedback (
+    process TEXT NOT NULL,
+    model TEXT NOT NULL,
+    arm TEXT NOT NULL,
+    second INTEGER NOT NULL,
+    judged INTEGER NOT NULL,
+    correct INTEGER NOT NULL,
+    rewarded INTEGER NOT NULL,
+    reward_sum REAL NOT NULL,
+    reward_squares REAL NOT NULL,
+    PRIMARY KEY (model, arm, second, process)
+);
 """
 _PRUNE_EVERY_S = 60
 
@@ -57,9 +78,15 @@ class SharedOutcomes:
         event loop; after `publish` succeeds, set `published_upto` to the time of the snapshot)."""
         return windows.seconds_since(self.published_upto - 1)
 
-    def publish(self, rows: list[tuple[str, str, int, SecondCounts]], now: float) -> None:
-        """Write a snapshot; about once a minute also drop rows past the retention (blocking: run in
-        a thread)."""
+    def publish(
+        self,
+        rows: list[tuple[str, str, int, SecondCounts]],
+        now: float,
+        served: Sequence[tuple[str, Served]] = (),
+        feedback: Sequence[tuple[str, str, int, FeedbackCounts]] = (),
+    ) -> None:
+        """Write a snapshot — outcome seconds, request ids answered, feedback seconds; about once a
+        minute also drop rows past the retention (blocking: run in a thread)."""
         with self._connection() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO outcomes VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -68,9 +95,53 @@ class SharedOutcomes:
                     for model, variant, second, c in rows
                 ],
             )
+            db.executemany(
+                "INSERT OR REPLACE INTO served VALUES (?, ?, ?, ?)",
+                [(request_id, s.model, s.arm, s.at) for request_id, s in served],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO feedback VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        self.process,
+                        model,
+                        arm,
+                        second,
+                        f.judged,
+                        f.correct,
+                        f.rewarded,
+                        f.reward_sum,
+                        f.reward_squares,
+                    )
+                    for model, arm, second, f in feedback
+                ],
+            )
             if now - self._pruned_at >= _PRUNE_EVERY_S:
-                db.execute("DELETE FROM outcomes WHERE second < ?", (int(now) - self.retention_s,))
+                oldest = int(now) - self.retention_s
+                db.execute("DELETE FROM outcomes WHERE second < ?", (oldest,))
+                db.execute("DELETE FROM served WHERE at < ?", (oldest,))
+                db.execute("DELETE FROM feedback WHERE second < ?", (oldest,))
                 self._pruned_at = now
+
+    def served(self, request_id: str, model: str, after: float) -> Served | None:
+        """Which arm of `model` answered `request_id`, in any process, if after `after` (blocking)."""
+        with self._connection() as db:
+            row = db.execute(
+                "SELECT arm, at FROM served WHERE request_id = ? AND model = ? AND at > ?",
+                (request_id, model, after),
+            ).fetchone()
+        return None if row is None else Served(model, row[0], row[1])
+
+    def merged_feedback(self, model: str, arm: str, since: float) -> FeedbackCounts:
+        """All processes' feedback on an arm from the second holding `since` on (blocking)."""
+        with self._connection() as db:
+            row = db.execute(
+                "SELECT COALESCE(SUM(judged), 0), COALESCE(SUM(correct), 0), COALESCE(SUM(rewarded), 0), "
+                "COALESCE(SUM(reward_sum), 0.0), COALESCE(SUM(reward_squares), 0.0) FROM feedback "
+                "WHERE model = ? AND arm = ? AND second >= ?",
+                (model, arm, int(since)),
+            ).fetchone()
+        return FeedbackCounts(*row)
 
     def summary(self, model: str, variant: str, *, since: float) -> WindowSummary:
         """All processes' outcomes from the second holding `since` on (blocking: run in a thread)."""
