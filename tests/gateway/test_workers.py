@@ -69,6 +69,7 @@ def workers_gateway(triton, tmp_path):
         env={
             **os.environ,
             "TRITIUM_GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
+            "TRITIUM_GATEWAY_FEEDBACK_KEYS": '["workers-feedback"]',
             "TRITIUM_GATEWAY_CANARY_INTERVAL_S": "0.2",
             "TRITIUM_GATEWAY_ROUTE_REFRESH_S": "0.2",
         },
@@ -168,6 +169,28 @@ def test_canary_is_judged_on_the_traffic_of_every_worker(workers_gateway, tmp_pa
     assert state["state"] == "rolled_back", state
     assert "over 30 requests" in state["reason"], state["reason"]
     assert len(workers_gateway.serving_pids()) == 2
+
+
+def test_feedback_reaches_the_arm_whichever_worker_takes_it(workers_gateway):
+    """Answers and feedback land on different workers (a new connection each): ids are shared."""
+    served = {}
+    for i in range(40):
+        answer = workers_gateway.infer(headers={"x-request-id": f"w{i}"})
+        served[f"w{i}"] = _check(answer)
+    time.sleep(1.2)  # each worker publishes the ids it answered once a second
+    key = {"authorization": "Bearer workers-feedback"}
+    for request_id, arm in served.items():
+        said = httpx.post(
+            f"{workers_gateway.url}/v2/models/echo/feedback",
+            json={"request_id": request_id, "correct": arm == "stable"},
+            headers=key,
+        )
+        assert said.status_code == 200 and said.json()["arm"] == arm, said.text
+    time.sleep(1.2)
+    data = httpx.get(f"{workers_gateway.url}/admin/routes/echo/compare", headers=AUTH).json()
+    judged = {arm["arm"]: arm["feedback"]["judged"] for arm in data["arms"]}
+    assert sum(judged.values()) == 40
+    assert judged == {arm: sum(1 for a in served.values() if a == arm) for arm in judged}
 
 
 def test_workers_need_fixed_ports_and_a_usable_state_dir(triton, tmp_path):
