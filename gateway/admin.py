@@ -169,7 +169,17 @@ async def compare_arms(
     since = time.time() - minutes * 60
     arms = {alias: await gateway.window_counts(model, alias, since) for alias in aliases}
     feedback = {alias: await gateway.feedback_counts(model, alias, since) for alias in aliases}
-    return asdict(compare_windows(model, since, arms, reference, feedback))
+    result = asdict(compare_windows(model, since, arms, reference, feedback))
+    if route.shadow is not None:
+        counts = await gateway.agreement_counts(model, route.shadow.alias, since)
+        result["shadow"] = {
+            "alias": route.shadow.alias,
+            "compare": route.shadow.compare.value if route.shadow.compare else None,
+            "rows": counts.rows,
+            "mean_agreement": counts.mean,
+            "undecodable": counts.undecodable,
+        }
+    return result
 
 
 @router.put("/routes/{model}", responses=statuses(400, 409, 503, 504))

@@ -197,9 +197,10 @@ async def _publish_windows(gateway: Gateway, shared: SharedOutcomes) -> None:
     rows = shared.snapshot(gateway.windows)
     after = shared.published_upto - 1
     served = gateway.recent.since(after)
-    feedback = [(m, a, s, c) for m, a, s, c in gateway.feedback.seconds_since(after)]
+    feedback = gateway.feedback.seconds_since(after)
+    agreement = gateway.agreement.seconds_since(after)
     try:
-        await asyncio.to_thread(shared.publish, rows, now, served, feedback)
+        await asyncio.to_thread(shared.publish, rows, now, served, feedback, agreement)
     except (sqlite3.Error, OSError) as exc:  # the same seconds go out again next time
         log.error("could not publish canary windows to %s: %s", shared.path, exc)
     else:

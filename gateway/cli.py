@@ -305,6 +305,13 @@ def _comparison_tables(data: dict) -> Table:
             f"{diff['arm']} vs {diff['reference']}: error rate {diff['error_rate_difference']:+.4f} "
             f"(p = {p_errors}), latency p = {p_latency}{said_p}, requests per arm still needed: {still}\n"
         )
+    shadow = data.get("shadow")
+    if shadow and shadow.get("compare"):
+        mean = "-" if shadow["mean_agreement"] is None else f"{shadow['mean_agreement']:.4f}"
+        arms.caption = (arms.caption or "") + (
+            f"shadow {shadow['alias']}: {shadow['compare']} agreement with the primary {mean} over "
+            f"{shadow['rows']} rows ({shadow['undecodable']} answers not comparable)\n"
+        )
     return arms
 
 

@@ -9,6 +9,8 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
+import numpy as np
+
 from tritium.errors import ForbiddenError, NotFoundError, OverloadedError, RepositoryError, TritiumError
 from tritium.gateway import admission, metrics, router
 from tritium.gateway.auth import check_api_key, presented_credential
@@ -27,6 +29,7 @@ from tritium.gateway.router import Decision
 from tritium.gateway.routes import Route
 from tritium.gateway.settings import GatewaySettings
 from tritium.gateway.shadow import ShadowDispatcher
+from tritium.gateway.shadow_compare import AgreementCounts, AgreementWindows
 from tritium.gateway.shared_outcomes import SharedOutcomes
 from tritium.gateway.stats import OutcomeWindows, SecondCounts, WindowSummary
 from tritium.gateway.store import RouteStore
@@ -76,6 +79,7 @@ class Gateway:
         self.request_ids = RequestIds()
         self.recent = RecentRequests(settings.feedback_capacity, settings.feedback_window_s)
         self.feedback = FeedbackWindows()
+        self.agreement = AgreementWindows()
         self.feedback_keys = settings.feedback_key_values()
         self.feedback_rate = RateLimit(
             settings.feedback_rate_per_s, burst=max(1.0, settings.feedback_rate_per_s)
@@ -193,6 +197,20 @@ class Gateway:
             self.windows.record(model, variant, at=now, ok=outcome is Outcome.OK, latency_s=total_s)
             if outcome is Outcome.OK and call.request_id:  # feedback may come for this answer
                 self.recent.remember(call.request_id, model, variant, now)
+
+    def record_agreement(self, shadow: Decision, scores: np.ndarray | None) -> None:
+        """A shadow answer scored against the primary's (None: one of them could not be read)."""
+        self.agreement.record(shadow.public_model, shadow.variant, time.time(), scores)
+        if scores is not None:
+            metrics.SHADOW_AGREEMENT_ROWS.labels(shadow.public_model, shadow.variant).inc(len(scores))
+            metrics.SHADOW_AGREEMENT_SCORE.labels(shadow.public_model, shadow.variant).inc(
+                float(scores.sum())
+            )
+
+    async def agreement_counts(self, model: str, alias: str, since: float) -> AgreementCounts:
+        if self.shared_windows is None:
+            return self.agreement.merged(model, alias, since)
+        return await asyncio.to_thread(self.shared_windows.merged_agreement, model, alias, since)
 
     def submit_shadow(self, shadow: Decision, send: Callable[[], Awaitable[bool]], size: int) -> None:
         """Mirror a request whose body (``size`` bytes) stays held in the byte budget until sent;

@@ -30,6 +30,7 @@ from tritium.gateway.error_mapping import (
 )
 from tritium.gateway.overrides import describe_load, refuse_overrides
 from tritium.gateway.router import Decision
+from tritium.gateway.shadow_compare import Undecodable, grpc_outputs, row_scores
 from tritium.triton_errors import TritonCall
 
 VARIANT_PARAMETER = "tritium_variant"
@@ -194,7 +195,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             call.upstream_s = time.perf_counter() - upstream_started
             shadow = gateway.shadow_for(public)
             if shadow is not None:  # only requests the primary answered, like REST
-                self._mirror(shadow, request, size)
+                self._mirror(shadow, request, size, response)
             response.parameters[VARIANT_PARAMETER].string_param = decision.variant
             context.set_trailing_metadata(
                 ((VARIANT_HEADER, decision.variant), (REQUEST_ID_HEADER, call.request_id))
@@ -211,19 +212,41 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             IN_FLIGHT.dec()
             call.finish()
 
-    def _mirror(self, shadow: Decision, request: service_pb2.ModelInferRequest, size: int) -> None:
+    def _mirror(
+        self,
+        shadow: Decision,
+        request: service_pb2.ModelInferRequest,
+        size: int,
+        primary: service_pb2.ModelInferResponse,
+    ) -> None:
         """Send `request` again to the shadow target: re-targeted in place, no copy (the primary call is
         over and nothing reads the message after it); it is serialised in the shadow's own task and
-        held in the byte budget until then (no room: the shadow copy is dropped)."""
+        held in the byte budget until then (no room: the shadow copy is dropped). With `compare`, the
+        two answers are scored there too, after the client has its answer."""
         request.model_name = shadow.model
         request.model_version = shadow.version
-        stub, timeout = self.gateway.upstream.stub, self.timeout
+        stub, timeout, gateway = self.gateway.upstream.stub, self.timeout, self.gateway
+        route = gateway.store.table.routes.get(shadow.public_model)
+        compare = (
+            route.shadow if route is not None and route.shadow is not None and route.shadow.compare else None
+        )
 
         async def send() -> bool:
-            await stub.ModelInfer(request, timeout=timeout)
+            answer = await stub.ModelInfer(request, timeout=timeout)
+            if compare is not None:
+                try:
+                    scores = row_scores(
+                        grpc_outputs(primary),
+                        grpc_outputs(answer),
+                        compare.compare,
+                        compare.output,  # type: ignore[arg-type]
+                    )
+                except Undecodable:
+                    scores = None
+                gateway.record_agreement(shadow, scores)
             return True
 
-        self.gateway.submit_shadow(shadow, send, size)
+        gateway.submit_shadow(shadow, send, size)
 
     async def ModelStreamInfer(
         self,

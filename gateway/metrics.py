@@ -56,6 +56,17 @@ SHADOW_DURATION = Histogram(
     ["model", "target"],
     buckets=BUCKETS,
 )
+SHADOW_AGREEMENT_ROWS = Counter(
+    "tritium_gateway_shadow_agreement_rows",
+    "Rows of mirrored answers compared with the primary's (routes whose shadow sets `compare`).",
+    ["model", "target"],
+)
+SHADOW_AGREEMENT_SCORE = Counter(
+    "tritium_gateway_shadow_agreement_score",
+    "Sum of the rows' agreement scores (1/0 for top1, the cosine similarity for cosine): "
+    "divided by the rows, the mean agreement.",
+    ["model", "target"],
+)
 CANARY_WEIGHT = Gauge(
     "tritium_gateway_canary_weight",
     "Current canary percent (0..100).",

@@ -8,6 +8,7 @@ and router (`tritium.gateway.app.GatewayApp`).
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 
@@ -31,9 +32,12 @@ from tritium.gateway.error_mapping import (
     internal_error,
 )
 from tritium.gateway.feedback import MAX_FEEDBACK_BYTES, Feedback, unknown_request
+from tritium.gateway.http_pool import RawResponse
 from tritium.gateway.router import Decision
+from tritium.gateway.shadow_compare import Undecodable, rest_outputs, row_scores
 from tritium.gateway.upstream import FORWARDED_REQUEST_HEADERS, model_path
 
+log = logging.getLogger("tritium.gateway.shadow")
 BINARY_HEADER = "inference-header-content-length"
 IN_FLIGHT = metrics.IN_FLIGHT.labels(protocol="rest")
 INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
@@ -85,7 +89,7 @@ async def infer(
             raise from_triton_http(answer.status, answer.body, decision)
         shadow = gateway.shadow_for(model)
         if shadow is not None:
-            _mirror(gateway, shadow, body, forwarded)
+            _mirror(gateway, shadow, body, forwarded, answer)
         response_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.items()]
         response_headers.append((VARIANT_HEADER_BYTES, decision.variant.encode()))
         response_headers.append((REQUEST_ID_HEADER_BYTES, call.request_id.encode()))
@@ -118,12 +122,43 @@ class InferEndpoint:
         )
 
 
-def _mirror(gateway: Gateway, shadow: Decision, body: bytes | bytearray, headers: dict[str, str]) -> None:
+def _mirror(
+    gateway: Gateway, shadow: Decision, body: bytes | bytearray, headers: dict[str, str], primary: RawResponse
+) -> None:
     path = model_path(shadow.model, shadow.version) + "/infer"
+    route = gateway.store.table.routes.get(shadow.public_model)
+    compare = (
+        route.shadow if route is not None and route.shadow is not None and route.shadow.compare else None
+    )
 
     async def send() -> bool:
         answer = await gateway.upstream.request("POST", path, body, headers)
-        return answer.status == 200
+        if answer.status != 200:
+            return False
+        if compare is not None:
+            try:
+                limit = gateway.settings.max_payload_bytes
+                scores = row_scores(
+                    rest_outputs(
+                        primary.body,
+                        primary.headers.get(BINARY_HEADER),
+                        primary.headers.get("content-encoding"),
+                        limit,
+                    ),
+                    rest_outputs(
+                        answer.body,
+                        answer.headers.get(BINARY_HEADER),
+                        answer.headers.get("content-encoding"),
+                        limit,
+                    ),
+                    compare.compare,  # type: ignore[arg-type]
+                    compare.output,
+                )
+            except Undecodable as exc:
+                log.debug("shadow %s of %s not compared: %s", shadow.variant, shadow.public_model, exc)
+                scores = None
+            gateway.record_agreement(shadow, scores)
+        return True
 
     gateway.submit_shadow(shadow, send, len(body))
 

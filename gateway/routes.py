@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from tritium.errors import UserInputError
+from tritium.gateway.shadow_compare import Agreement
 
 # Model names as a Triton repository holds them (directory names), and as the gateway admits them
 # (gateway/admission.py): no '/', no NUL, no spaces, bounded; never "." or "..".
@@ -54,12 +55,18 @@ class Target(_Strict):
 
 
 class Shadow(_Strict):
-    """A target that receives a copy of a fraction of the requests; its answers are discarded."""
+    """A target that receives a copy of a fraction of the requests; its answers never reach clients.
+
+    With `compare`, each answer is scored against the primary's on the same request (`top1`: the
+    same class; `cosine`: the similarity of the rows) on `output` (default: the first output).
+    """
 
     alias: Alias = "shadow"
     model: ModelName
     version: Version = ""
     fraction: float = Field(default=1.0, ge=0.0, le=1.0)
+    compare: Agreement | None = None
+    output: str | None = Field(default=None, min_length=1, max_length=256)
 
 
 class CanaryState(str, Enum):

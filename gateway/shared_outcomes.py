@@ -18,6 +18,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 from tritium.gateway.feedback import FeedbackCounts, Served
+from tritium.gateway.shadow_compare import AgreementCounts
 from tritium.gateway.stats import OutcomeWindows, SecondCounts, WindowSummary, merge, summarize
 
 _SCHEMA = """
@@ -52,6 +53,16 @@ CREATE TABLE IF NOT EXISTS feedback (
     reward_squares REAL NOT NULL,
     PRIMARY KEY (model, arm, second, process)
 );
+CREATE TABLE IF NOT EXISTS agreement (
+    process TEXT NOT NULL,
+    model TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    second INTEGER NOT NULL,
+    rows_compared INTEGER NOT NULL,
+    score_sum REAL NOT NULL,
+    undecodable INTEGER NOT NULL,
+    PRIMARY KEY (model, alias, second, process)
+);
 """
 _PRUNE_EVERY_S = 60
 
@@ -84,6 +95,7 @@ class SharedOutcomes:
         now: float,
         served: Sequence[tuple[str, Served]] = (),
         feedback: Sequence[tuple[str, str, int, FeedbackCounts]] = (),
+        agreement: Sequence[tuple[str, str, int, AgreementCounts]] = (),
     ) -> None:
         """Write a snapshot — outcome seconds, request ids answered, feedback seconds; about once a
         minute also drop rows past the retention (blocking: run in a thread)."""
@@ -116,8 +128,16 @@ class SharedOutcomes:
                     for model, arm, second, f in feedback
                 ],
             )
+            db.executemany(
+                "INSERT OR REPLACE INTO agreement VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (self.process, model, alias, second, a.rows, a.score_sum, a.undecodable)
+                    for model, alias, second, a in agreement
+                ],
+            )
             if now - self._pruned_at >= _PRUNE_EVERY_S:
                 oldest = int(now) - self.retention_s
+                db.execute("DELETE FROM agreement WHERE second < ?", (oldest,))
                 db.execute("DELETE FROM outcomes WHERE second < ?", (oldest,))
                 db.execute("DELETE FROM served WHERE at < ?", (oldest,))
                 db.execute("DELETE FROM feedback WHERE second < ?", (oldest,))
@@ -131,6 +151,16 @@ class SharedOutcomes:
                 (request_id, model, after),
             ).fetchone()
         return None if row is None else Served(model, row[0], row[1])
+
+    def merged_agreement(self, model: str, alias: str, since: float) -> AgreementCounts:
+        """All processes' shadow agreement from the second holding `since` on (blocking)."""
+        with self._connection() as db:
+            row = db.execute(
+                "SELECT COALESCE(SUM(rows_compared), 0), COALESCE(SUM(score_sum), 0.0), COALESCE(SUM(undecodable), 0) "
+                "FROM agreement WHERE model = ? AND alias = ? AND second >= ?",
+                (model, alias, int(since)),
+            ).fetchone()
+        return AgreementCounts(*row)
 
     def merged_feedback(self, model: str, arm: str, since: float) -> FeedbackCounts:
         """All processes' feedback on an arm from the second holding `since` on (blocking)."""

@@ -479,6 +479,19 @@ def rollouts() -> dashboard.Dashboard:
             "Would the shadow target meet the latency of what serves now?",
             width=8,
         ),
+        timeseries_panel(
+            "Shadow agreement with the primary",
+            "percentunit",
+            [
+                query(
+                    'model_target:tritium_gateway_shadow_agreement:mean_rate1m{model=~"$model"}', "{{target}}"
+                )
+            ],
+            "Mean agreement of the shadow's answers with the primary's on the same requests (top-1 equality "
+            "or cosine similarity, per the route's shadow.compare). A candidate that disagrees is stopped "
+            "before any client sees it.",
+            width=24,
+        ),
     ]
     rows = [
         ("Side by side: traffic", side_by_side),

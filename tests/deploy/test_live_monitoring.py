@@ -171,7 +171,13 @@ def stack(prometheus_binary: str, local_triton, tiny_repository: Path, tmp_path_
                     {"alias": "stable", "model": MODEL, "version": "1", "weight": 100},
                     {"alias": "canary", "model": MODEL, "version": "2", "weight": 0},
                 ],
-                "shadow": {"alias": "shadow", "model": MODEL, "version": "2", "fraction": 0.5},
+                "shadow": {
+                    "alias": "shadow",
+                    "model": MODEL,
+                    "version": "2",
+                    "fraction": 0.5,
+                    "compare": "cosine",
+                },
             }
             response = client.put(f"/admin/routes/{MODEL}", json=route, headers=ADMIN)
             assert response.status_code == 200, response.text

@@ -17,6 +17,8 @@ CONTRACT = {
     "tritium_gateway_in_flight_requests": ("gauge", {"protocol"}),
     "tritium_gateway_shadow_requests": ("counter", {"model", "target", "outcome"}),
     "tritium_gateway_shadow_duration_seconds": ("histogram", {"model", "target"}),
+    "tritium_gateway_shadow_agreement_rows": ("counter", {"model", "target"}),
+    "tritium_gateway_shadow_agreement_score": ("counter", {"model", "target"}),
     "tritium_gateway_canary_weight": ("gauge", {"model"}),
     "tritium_gateway_canary_state": ("gauge", {"model", "state"}),
     "tritium_gateway_canary_rollbacks": ("counter", {"model", "reason"}),
