@@ -32,11 +32,13 @@ def _register() -> None:
     # registered whatever extras are installed; an import error here is a bug and must crash.
     from tritium.builder import cli as builder_cli
     from tritium.gateway import cli as gateway_cli
+    from tritium.release import cli as release_cli
     from tritium.serving import cli as serving_cli
 
     builder_cli.register(app, models_app)
     serving_cli.register(app, models_app)
     gateway_cli.register(app, models_app)
+    release_cli.register(app, models_app)
 
 
 def _print_error(exc: TritiumError) -> int:
@@ -61,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     _register()
     args = sys.argv[1:] if argv is None else argv
     try:
-        app(args=args, standalone_mode=False)
+        returned = app(args=args, standalone_mode=False)  # click gives an Exit's code back here
+        if isinstance(returned, int):
+            return returned
     except TritiumError as exc:
         return _print_error(exc)
     except ModuleNotFoundError as exc:

@@ -68,6 +68,23 @@ class VariantsFailedError(TritiumError):
     grpc_status = "INTERNAL"
 
 
+class ReleaseFailedError(TritiumError):
+    """A release broke down (Triton or the gateway failed it); the route was restored."""
+
+    exit_code = 8
+    http_status = 500
+    grpc_status = "INTERNAL"
+
+
+class NotPromotedError(TritiumError):
+    """A release ran to its end without promoting the candidate: parity, the shadow, the canary
+    or the A/B said no, and production is as it was."""
+
+    exit_code = 9
+    http_status = 409
+    grpc_status = "FAILED_PRECONDITION"
+
+
 class RepositoryError(TritiumError):
     """The model repository is not in a state we can read or write."""
 

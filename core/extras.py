@@ -57,6 +57,9 @@ COMMAND_EXTRAS: dict[str, Extra] = {
     "serve": Extra.serve,
     "gateway": Extra.gateway,
     "routes": Extra.gateway,
+    "release": Extra.serve,  # and the gateway extra's admin client: `tritium[all]`
+    "releases": Extra.serve,
+    "rollback": Extra.serve,
 }
 
 

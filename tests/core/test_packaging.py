@@ -43,7 +43,7 @@ def test_the_repository_root_on_sys_path_does_not_shadow_the_package() -> None:
     assert Path(recipe) == REPO / "builder" / "recipe.py"
 
 
-PACKAGED = ("pyproject.toml", "README.md", "core", "builder", "serving", "gateway")
+PACKAGED = ("pyproject.toml", "README.md", "core", "builder", "serving", "gateway", "release")
 
 
 @pytest.fixture(scope="module")

@@ -77,7 +77,7 @@ def test_dockerfile_installs_the_wheel_with_only_the_gateway_extra() -> None:
     assert not any("torch" in run for run in runs)
     sources = _copied_sources()
     # The wheel is built from exactly the packaged folders (pyproject's package-dir) and nothing else.
-    assert sources == {"pyproject.toml", "README.md", "core", "builder", "serving", "gateway"}
+    assert sources == {"pyproject.toml", "README.md", "core", "builder", "serving", "gateway", "release"}
     assert all((REPO / source).exists() for source in sources), sources
 
 
