@@ -257,3 +257,29 @@ def test_bad_releases_are_one_line(stack, capsys) -> None:
         assert main(argv) == code, argv
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_recipe_is_built_and_released_as_a_models_first_version(stack, tmp_path) -> None:
+    """The whole path: build (accuracy gate), pick the fastest accepted variant, load it on the local
+    Triton, check served parity on the recipe's inputs, and route a model that had no route yet."""
+    from tests.builder.tiny_models import write_tiny_project
+
+    recipe = write_tiny_project(tmp_path / "project", variants=[{"kind": "onnx-fp32"}])
+    code = main([
+        "release", str(recipe), "--gateway", stack["gateway"].url, "--token", ADMIN_TOKEN,
+        "--triton", stack["triton"].grpc_url, "--repository", str(stack["repository"]),
+        "--releases", str(stack["releases"]), "--grace", "0",
+    ])  # fmt: skip
+    assert code == 0
+    (record,) = ReleaseStore(stack["releases"]).all("tiny")
+    assert record.outcome is Outcome.PROMOTED and record.previous_version is None
+    parity = next(d for d in record.decisions if d.phase == "parity")
+    assert parity.ok and parity.evidence["max_abs"]["logits"] < 1e-5
+    route = httpx.get(
+        f"{stack['gateway'].url}/admin/routes/tiny", headers={"authorization": f"Bearer {ADMIN_TOKEN}"}
+    ).json()
+    assert route["route"]["targets"] == [
+        {"alias": "stable", "model": "tiny", "version": str(record.candidate_version), "weight": 100}
+    ]
+    body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 16], "data": [0.5] * 16}]}
+    assert httpx.post(f"{stack['gateway'].url}/v2/models/tiny/infer", json=body).status_code == 200
