@@ -17,11 +17,11 @@ from tritium.gateway.auth import check_api_key, presented_credential
 from tritium.gateway.body import BodyLimits, ByteBudget
 from tritium.gateway.feedback import (
     FeedbackCounts,
-    FeedbackWindows,
     RateLimit,
     RecentRequests,
     RequestIds,
     Served,
+    feedback_windows,
 )
 from tritium.gateway.labels import OTHER, KnownModels, request_labels
 from tritium.gateway.outcomes import Outcome, outcome_of
@@ -29,7 +29,7 @@ from tritium.gateway.router import Decision
 from tritium.gateway.routes import Route
 from tritium.gateway.settings import GatewaySettings
 from tritium.gateway.shadow import ShadowDispatcher
-from tritium.gateway.shadow_compare import AgreementCounts, AgreementWindows
+from tritium.gateway.shadow_compare import AgreementCounts, agreement_windows, record_scores
 from tritium.gateway.shared_outcomes import SharedOutcomes
 from tritium.gateway.stats import OutcomeWindows, SecondCounts, WindowSummary
 from tritium.gateway.store import RouteStore
@@ -78,8 +78,8 @@ class Gateway:
         self.known = KnownModels()
         self.request_ids = RequestIds()
         self.recent = RecentRequests(settings.feedback_capacity, settings.feedback_window_s)
-        self.feedback = FeedbackWindows()
-        self.agreement = AgreementWindows()
+        self.feedback = feedback_windows()
+        self.agreement = agreement_windows()
         self.feedback_keys = settings.feedback_key_values()
         self.feedback_rate = RateLimit(
             settings.feedback_rate_per_s, burst=max(1.0, settings.feedback_rate_per_s)
@@ -200,7 +200,7 @@ class Gateway:
 
     def record_agreement(self, shadow: Decision, scores: np.ndarray | None) -> None:
         """A shadow answer scored against the primary's (None: one of them could not be read)."""
-        self.agreement.record(shadow.public_model, shadow.variant, time.time(), scores)
+        record_scores(self.agreement.at(shadow.public_model, shadow.variant, time.time()), scores)
         if scores is not None:
             metrics.SHADOW_AGREEMENT_ROWS.labels(shadow.public_model, shadow.variant).inc(len(scores))
             metrics.SHADOW_AGREEMENT_SCORE.labels(shadow.public_model, shadow.variant).inc(

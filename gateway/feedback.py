@@ -16,11 +16,12 @@ import os
 import re
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tritium.errors import NotFoundError, TooManyRequestsError, TritiumError
+from tritium.gateway.stats import SecondWindows
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 MAX_FEEDBACK_BYTES = 1024
@@ -125,36 +126,9 @@ class FeedbackCounts:
             self.reward_squares += feedback.reward * feedback.reward
 
 
-class FeedbackWindows:
-    """Per-second feedback counts per (model, arm), the last `retention_s` seconds."""
-
-    def __init__(self, retention_s: int = 3600) -> None:
-        self.retention_s = retention_s
-        self._windows: dict[tuple[str, str], dict[int, FeedbackCounts]] = {}
-
-    def record(self, model: str, arm: str, feedback: Feedback, at: float) -> None:
-        window = self._windows.setdefault((model, arm), {})
-        second = int(at)
-        if second not in window:
-            for old in [s for s in window if s < second - self.retention_s]:
-                del window[old]
-        window.setdefault(second, FeedbackCounts()).record(feedback)
-
-    def merged(self, model: str, arm: str, since: float) -> FeedbackCounts:
-        total = FeedbackCounts()
-        for second, counts in self._windows.get((model, arm), {}).items():
-            if second >= int(since):
-                total.add(counts)
-        return total
-
-    def seconds_since(self, since: float) -> list[tuple[str, str, int, FeedbackCounts]]:
-        """Copies of the per-second counts from `since` on, to publish to other processes."""
-        return [
-            (model, arm, second, replace(counts))
-            for (model, arm), window in self._windows.items()
-            for second, counts in window.items()
-            if second >= int(since)
-        ]
+def feedback_windows(retention_s: int = 3600) -> SecondWindows[FeedbackCounts]:
+    """Per-second feedback counts per (model, arm)."""
+    return SecondWindows(FeedbackCounts, retention_s)
 
 
 class RateLimit:

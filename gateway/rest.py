@@ -247,7 +247,7 @@ async def feedback(request: Request) -> Response:
     served = await gateway.served(given.request_id, model)
     if served is None:
         raise unknown_request(given.request_id, model)
-    gateway.feedback.record(model, served.arm, given, time.time())
+    gateway.feedback.at(model, served.arm, time.time()).record(given)
     return JSONResponse({"model": model, "arm": served.arm, "request_id": given.request_id, "recorded": True})
 
 

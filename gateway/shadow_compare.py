@@ -21,6 +21,8 @@ from enum import Enum
 
 import numpy as np
 
+from tritium.gateway.stats import SecondWindows
+
 NUMPY_TYPES = {
     "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
     "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64, "FP16": np.float16,
@@ -135,37 +137,14 @@ class AgreementCounts:
         return self.score_sum / self.rows if self.rows else None
 
 
-class AgreementWindows:
-    """Per-second agreement counts per (model, shadow alias), the last `retention_s` seconds."""
+def agreement_windows(retention_s: int = 3600) -> SecondWindows[AgreementCounts]:
+    """Per-second agreement counts per (model, shadow alias)."""
+    return SecondWindows(AgreementCounts, retention_s)
 
-    def __init__(self, retention_s: int = 3600) -> None:
-        self.retention_s = retention_s
-        self._windows: dict[tuple[str, str], dict[int, AgreementCounts]] = {}
 
-    def record(self, model: str, alias: str, at: float, scores: np.ndarray | None) -> None:
-        window = self._windows.setdefault((model, alias), {})
-        second = int(at)
-        if second not in window:
-            for old in [s for s in window if s < second - self.retention_s]:
-                del window[old]
-        counts = window.setdefault(second, AgreementCounts())
-        if scores is None:
-            counts.undecodable += 1
-        else:
-            counts.rows += len(scores)
-            counts.score_sum += float(scores.sum())
-
-    def merged(self, model: str, alias: str, since: float) -> AgreementCounts:
-        total = AgreementCounts()
-        for second, counts in self._windows.get((model, alias), {}).items():
-            if second >= int(since):
-                total.add(counts)
-        return total
-
-    def seconds_since(self, since: float) -> list[tuple[str, str, int, AgreementCounts]]:
-        return [
-            (model, alias, second, AgreementCounts(c.rows, c.score_sum, c.undecodable))
-            for (model, alias), window in self._windows.items()
-            for second, c in window.items()
-            if second >= int(since)
-        ]
+def record_scores(counts: AgreementCounts, scores: np.ndarray | None) -> None:
+    if scores is None:
+        counts.undecodable += 1
+    else:
+        counts.rows += len(scores)
+        counts.score_sum += float(scores.sum())

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
 
 LATENCY_RESOLUTION = 0.01
 _LOG_STEP = math.log1p(LATENCY_RESOLUTION)
@@ -86,6 +87,52 @@ def merge(seconds: Iterable[SecondCounts]) -> SecondCounts:
 def summarize(seconds: Iterable[SecondCounts]) -> WindowSummary:
     merged = merge(seconds)
     return WindowSummary(merged.requests, merged.errors, binned_p99(merged.latency_bins))
+
+
+class Addable(Protocol):
+    def add(self, other: Any) -> None: ...
+
+
+C = TypeVar("C", bound=Addable)
+
+
+class SecondWindows(Generic[C]):
+    """Counts per (model, arm) and second, the last `retention_s` seconds of them: what feedback and
+    shadow agreement keep (outcomes have their own, with the latency bins)."""
+
+    def __init__(self, new: Callable[[], C], retention_s: int = 3600) -> None:
+        self._new = new
+        self.retention_s = retention_s
+        self._windows: dict[tuple[str, str], dict[int, C]] = {}
+
+    def at(self, model: str, arm: str, at: float) -> C:
+        """The counts of the second holding `at`, to add to."""
+        window = self._windows.setdefault((model, arm), {})
+        second = int(at)
+        counts = window.get(second)
+        if counts is None:
+            for old in [s for s in window if s < second - self.retention_s]:
+                del window[old]
+            counts = window[second] = self._new()
+        return counts
+
+    def merged(self, model: str, arm: str, since: float) -> C:
+        total = self._new()
+        for second, counts in self._windows.get((model, arm), {}).items():
+            if second >= int(since):
+                total.add(counts)
+        return total
+
+    def seconds_since(self, since: float) -> list[tuple[str, str, int, C]]:
+        """Copies of the per-second counts from `since` on, to publish to other processes."""
+        copies = []
+        for (model, arm), window in self._windows.items():
+            for second, counts in window.items():
+                if second >= int(since):
+                    copy = self._new()
+                    copy.add(counts)
+                    copies.append((model, arm, second, copy))
+        return copies
 
 
 class OutcomeWindows:
