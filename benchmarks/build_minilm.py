@@ -63,8 +63,9 @@ def main() -> None:
         sizes = {"torch eager": source.size_bytes, "ORT FP32 (plain export)": plain.stat().st_size}
         metrics = {"torch eager": 1.0, "ORT FP32 (plain export)": 1.0}
         for variant in result.accepted:
-            path = tmp / "repo" / variant.model_name / str(variant.version) / variant.artifact.filename
-            label = f"{variant.name} (v{variant.version})"
+            ref = result.version_of(variant.name)
+            path = tmp / "repo" / ref.model / str(ref.version) / variant.artifact.filename
+            label = f"{variant.name} (v{ref.version})"
             runners[label] = OrtRunner(path, label, threads)
             sizes[label] = path.stat().st_size
             metrics[label] = variant.decision.checks[0].value
@@ -126,8 +127,13 @@ def main() -> None:
 
     int8 = [v for v in result.accepted if "int8" in v.kind]
     if int8:
-        best = max(int8, key=lambda v: median[(base_ort, 32)] / median[(f"{v.name} (v{v.version})", 32)])
-        label = f"{best.name} (v{best.version})"
+        best = max(
+            int8,
+            key=lambda v: (
+                median[(base_ort, 32)] / median[(f"{v.name} (v{result.version_of(v.name).version})", 32)]
+            ),
+        )
+        label = f"{best.name} (v{result.version_of(best.name).version})"
         speed = median[(base_ort, 32)] / median[(label, 32)]
         smaller = sizes[base_ort] / sizes[label]
         drop = best.decision.checks[0].drop

@@ -6,7 +6,7 @@ import html
 import json
 from pathlib import Path
 
-from tritium.builder.pipeline import ACCEPTED, BuildResult, VariantResult
+from tritium.builder.results import BuildResult, VariantResult, VariantStatus
 
 
 def _latency_at(result: VariantResult, batch_size: int) -> float | None:
@@ -21,11 +21,12 @@ def _rows(outcome: BuildResult) -> list[dict]:
     rows = []
     for result in [outcome.baseline, *outcome.variants]:
         primary = result.decision.checks[0] if result.decision else None
+        ref = outcome.version_of(result.name)
         rows.append(
             {
                 "variant": result.name,
                 "kind": result.kind,
-                "status": result.status,
+                "status": result.status.value,
                 "metric": primary.value if primary else None,
                 "drop": primary.drop if primary else None,
                 "checks": {c.metric: c.value for c in result.decision.checks[1:]} if result.decision else {},
@@ -33,8 +34,8 @@ def _rows(outcome: BuildResult) -> list[dict]:
                 "latency_vs_fp32": _slowest_ratio(result),
                 "p50_b1_ms": _latency_at(result, 1),
                 f"p50_b{large}_ms": _latency_at(result, large),
-                "version": f"{result.model_name}/{result.version}" if result.version else "",
-                "reason": result.reason if result.status != ACCEPTED else "",
+                "version": f"{ref.model}/{ref.version}" if ref else "",
+                "reason": result.reason if result.status is not VariantStatus.ACCEPTED else "",
             }
         )
     return rows
@@ -86,7 +87,7 @@ def _plot(outcome: BuildResult, path: Path) -> Path | None:
     for index, (result, latency, value) in enumerate(points):
         size = (result.size_bytes or 1e6) / 1e6
         x = latency if latency == latency else 0.0  # NaN (rejected, not profiled) drawn at 0
-        ax.scatter(x, value, s=40 + 8 * size, color=colors.get(result.status, "black"), alpha=0.7)
+        ax.scatter(x, value, s=40 + 8 * size, color=colors.get(result.status.value, "black"), alpha=0.7)
         ax.annotate(
             f"{result.name}\n{size:.2f} MB",
             (x, value),
@@ -97,7 +98,7 @@ def _plot(outcome: BuildResult, path: Path) -> Path | None:
     handles = [
         Line2D([], [], marker="o", linestyle="", color=color, label=status)
         for status, color in colors.items()
-        if any(r.status == status for r, _, _ in points)
+        if any(r.status.value == status for r, _, _ in points)
     ]
     budget_line = outcome.baseline.decision.checks[0]
     limit = (
@@ -120,10 +121,11 @@ def _plot(outcome: BuildResult, path: Path) -> Path | None:
 
 def _build_json(outcome: BuildResult) -> dict:
     def variant(result: VariantResult) -> dict:
+        ref = outcome.version_of(result.name)
         return {
             "name": result.name,
             "kind": result.kind,
-            "status": result.status,
+            "status": result.status.value,
             "reason": result.reason,
             "checks": [
                 {
@@ -139,8 +141,8 @@ def _build_json(outcome: BuildResult) -> dict:
             "size_bytes": result.size_bytes,
             "performance": result.performance.as_dict() if result.performance else None,
             "latency": [p.as_dict() for p in result.latency],
-            "model": result.model_name,
-            "version": result.version,
+            "model": ref.model if ref else None,
+            "version": ref.version if ref else None,
         }
 
     return {
@@ -149,11 +151,12 @@ def _build_json(outcome: BuildResult) -> dict:
         "recipe_sha256": outcome.recipe.sha256,
         "repository": str(outcome.repository),
         "seconds": round(outcome.seconds, 2),
-        "export_checks": outcome.export_checks,
+        "export_checks": list(outcome.export_checks),
+        "validation": outcome.validation,
         "baseline": variant(outcome.baseline),
         "variants": [variant(v) for v in outcome.variants],
         "written": outcome.written,
-        "warnings": outcome.warnings,
+        "warnings": list(outcome.warnings),
     }
 
 
