@@ -81,12 +81,17 @@ def quiet_tool(work: Path) -> Iterator[None]:
     working directory: symbolic shape inference leaves ``sym_shape_infer_temp.onnx`` and its
     external data behind when it cannot finish. Nothing may appear where the user runs the build.
     """
+    import onnxruntime as ort
+
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
+    # the sessions the tools open inside (calibration) log through onnxruntime's own default logger
+    ort.set_default_logger_severity(3)
     try:
         with warnings.catch_warnings(), contextlib.chdir(work):
             warnings.simplefilter("ignore")
             yield
     finally:
         root.setLevel(level)
+        ort.set_default_logger_severity(2)

@@ -53,7 +53,7 @@ class MachineRecord(_Record):
 
 
 class ExclusionRecord(_Record):
-    """One node kept in FP32 by the accuracy-control search, and the metrics after excluding it."""
+    """A node the accuracy-control search kept in FP32, and the metrics on the search set after that."""
 
     node: str
     op_type: str
@@ -71,8 +71,12 @@ class AccuracyControlRecord(_Record):
     candidates_confirmed: int  # how many candidates were confirmed on the metric per round
     max_excluded_nodes: int
     max_seconds: float | None
+    baseline_metrics: dict[str, float]  # the FP32 baseline on the search set
+    budgets: dict[str, float]
+    higher_is_better: dict[str, bool]
     initial_metrics: dict[str, float]
-    exclusions: list[ExclusionRecord]
+    confirmations: list[ExclusionRecord]  # each top candidate excluded alone
+    exclusions: list[ExclusionRecord]  # cumulative: the metrics after this node and every one before
     excluded_nodes: list[str]
     outcome: str  # "within-budget", "max-excluded-nodes", "time-limit", "no-candidates", "not-needed"
     seconds: float
@@ -143,7 +147,7 @@ def tool_versions() -> dict[str, str]:
     import importlib.metadata as md
 
     versions = {"tritium": tritium.__version__, "python": platform.python_version()}
-    for package in ("torch", "onnx", "onnxruntime", "transformers", "nncf"):
+    for package in ("torch", "onnx", "onnxruntime", "transformers"):
         with suppress(md.PackageNotFoundError):
             versions[package] = md.version(package)
     return versions

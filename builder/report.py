@@ -6,6 +6,7 @@ import html
 import json
 from pathlib import Path
 
+from tritium.builder.report_techniques import sections
 from tritium.builder.results import BuildResult, VariantResult, VariantStatus
 
 
@@ -119,6 +120,11 @@ def _plot(outcome: BuildResult, path: Path) -> Path | None:
     return path
 
 
+def _accuracy_control(result: VariantResult) -> dict | None:
+    trace = result.artifact.accuracy_control if result.artifact else None
+    return trace.as_record().model_dump(mode="json") if trace else None
+
+
 def _build_json(outcome: BuildResult) -> dict:
     def variant(result: VariantResult) -> dict:
         ref = outcome.version_of(result.name)
@@ -143,6 +149,8 @@ def _build_json(outcome: BuildResult) -> dict:
             "latency": [p.as_dict() for p in result.latency],
             "model": ref.model if ref else None,
             "version": ref.version if ref else None,
+            "steps": [s.as_dict() for s in result.artifact.steps] if result.artifact else [],
+            "accuracy_control": _accuracy_control(result),
         }
 
     return {
@@ -191,6 +199,9 @@ def write_reports(outcome: BuildResult) -> dict[str, Path]:
         ]
     if plot:
         md += ["", f"![metric vs latency]({plot.name})"]
+    extra = sections(outcome, out)
+    for section in extra:
+        md += ["", *section.markdown]
     (out / "report.md").write_text("\n".join(md) + "\n")
 
     warnings_html = "".join(f"<p><b>Warning:</b> {html.escape(w)}</p>" for w in outcome.warnings)
@@ -203,10 +214,13 @@ def write_reports(outcome: BuildResult) -> dict[str, Path]:
 padding:4px 8px;font-size:13px}}tr.accepted{{background:#eaffea}}tr.rejected{{background:#ffecec}}
 tr.failed{{background:#eee}}</style></head><body><h1>{html.escape(title)}</h1>
 <p>{html.escape(summary.replace("**", ""))}</p>{warnings_html}{table}
-{f'<p><img src="{plot.name}" alt="metric vs latency"></p>' if plot else ""}</body></html>"""
+{f'<p><img src="{plot.name}" alt="metric vs latency"></p>' if plot else ""}
+{"".join(section.html for section in extra)}</body></html>"""
     (out / "report.html").write_text(page)
     (out / "build.json").write_text(json.dumps(_build_json(outcome), indent=2) + "\n")
     reports = {"markdown": out / "report.md", "html": out / "report.html", "json": out / "build.json"}
     if plot:
         reports["plot"] = plot
+    for section in extra:
+        reports.update(section.files)
     return reports

@@ -17,7 +17,7 @@ NAMES = ("digits", "minilm")
 
 def ensure_digits_artifacts(console: Console | None = None) -> Path:
     artifacts = EXAMPLES / "digits" / "artifacts"
-    if not all((artifacts / f).is_file() for f in ("digits.pt", "val.npz", "calib.npz")):
+    if not all((artifacts / f).is_file() for f in ("digits.pt", "val.npz", "calib.npz", "train.npz")):
         import sys
 
         sys.path.insert(0, str(EXAMPLES / "digits"))

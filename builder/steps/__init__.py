@@ -12,11 +12,12 @@ from tritium.builder.steps.fp16 import OnnxFp16
 from tritium.builder.steps.int8_dynamic import OnnxInt8Dynamic
 from tritium.builder.steps.int8_static import OnnxInt8Static
 from tritium.builder.steps.onnx_fp32 import OnnxFp32
+from tritium.builder.steps.qat import QatInt8
 from tritium.builder.steps.torchscript import TorchScript
 
 TECHNIQUES: dict[str, Technique] = {
     technique.kind: technique
-    for technique in (OnnxFp32(), OnnxInt8Dynamic(), OnnxInt8Static(), OnnxFp16(), TorchScript())
+    for technique in (OnnxFp32(), OnnxInt8Dynamic(), OnnxInt8Static(), OnnxFp16(), TorchScript(), QatInt8())
 }
 
 __all__ = ["TECHNIQUES", "Job", "Parent", "Technique"]

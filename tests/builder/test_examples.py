@@ -20,9 +20,10 @@ def test_digits_meets_accuracy_and_writes_three_versions(example_builds):
         "fp32": ACCEPTED,
         "int8-static": ACCEPTED,
         "fp16": ACCEPTED,
-    }
+        "qat-int8": ACCEPTED,
+    }, {v.name: v.reason for v in digits.variants}
     model = read_model(repository, "digits")
-    assert [v.lineage["variant"] for v in model.versions] == ["fp32", "int8-static", "fp16"]
+    assert [v.lineage["variant"] for v in model.versions] == ["fp32", "int8-static", "fp16", "qat-int8"]
     by_name = {v.name: v for v in digits.variants}
     assert by_name["int8-static"].size_bytes * 3 < by_name["fp32"].size_bytes
 
