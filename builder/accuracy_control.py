@@ -6,9 +6,10 @@ list of nodes excluded and judges the result on the search set. It then
 
 1. confirms the ``confirm`` best-ranked candidates on the metric, one exclusion each (the proxy
    only nominates; a node that helps nothing is dropped here);
-2. excludes them greedily, largest measured gain first (then the rest by proxy rank), judging
-   the model after each exclusion, until every metric is within its budget, ``max_excluded``
-   nodes are excluded, the candidates run out or the deadline passes.
+2. excludes them greedily, largest measured gain first, then the others by proxy rank (a node that
+   did not help alone may help once another is excluded), judging the model after each
+   exclusion, until every metric is within its budget, ``max_excluded`` nodes are excluded, the
+   candidates run out or the deadline passes.
 
 Every trial is recorded, so the lineage can list each excluded node with the metrics after it.
 """
@@ -30,7 +31,7 @@ class Outcome(str, Enum):
     WITHIN_BUDGET = "within-budget"
     MAX_EXCLUDED = "max-excluded-nodes"
     TIME_LIMIT = "time-limit"
-    NO_CANDIDATES = "no-candidates"  # every candidate that helped is excluded, still over budget
+    NO_CANDIDATES = "no-candidates"  # every candidate is excluded, still over budget
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,10 @@ def greedy_exclusion(
     helpful = sorted(
         (pair for pair in confirmed if pair[1].shortfall < initial.shortfall), key=lambda p: p[1].shortfall
     )
-    order = [c for c, _ in helpful] + list(candidates[confirm:])
+    # then the rest in proxy order: exclusions interact, and a node may only help once another is
+    # excluded (an outlier layer hides the damage done to the next one)
+    first = [c for c, _ in helpful]
+    order = first + [c for c in candidates if c not in first]
     singles = {c.node: t for c, t in confirmed}
 
     exclusions: list[Exclusion] = []
@@ -120,7 +124,8 @@ def greedy_exclusion(
             outcome = Outcome.TIME_LIMIT
             break
         excluded = (*(e.candidate.node for e in exclusions), candidate.node)
-        step = singles[candidate.node] if len(excluded) == 1 else trial(excluded)
+        step = singles.get(candidate.node) if len(excluded) == 1 else None
+        step = step if step is not None else trial(excluded)
         if exclusions and exclusions[-1].trial is not singles.get(exclusions[-1].candidate.node):
             discard(exclusions[-1].trial)
         exclusions.append(Exclusion(candidate, step))

@@ -213,7 +213,7 @@ class AccuracyControl(_Strict):
         description="Where the search scores; default: a quarter of the validation set, held out",
     )
     confirm: int = Field(
-        default=8,
+        default=4,
         ge=1,
         le=1000,
         description="How many of the candidates the cheap proxy ranks highest are confirmed on the metric",

@@ -47,7 +47,7 @@ class TrainingSummary:
             batch_size=spec.batch_size if spec.factory is None else None,
             seed=spec.seed,
             samples=self.samples,
-            losses=[round(loss, 6) for loss in self.losses],
+            losses=[float(f"{loss:.6g}") for loss in self.losses],
             seconds=round(self.seconds, 2),
             torch=torch.__version__,
             qconfig=self.qconfig,

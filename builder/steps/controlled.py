@@ -18,9 +18,9 @@ from tritium.builder.recipe import AccuracyControl
 from tritium.builder.runners import OrtRunner
 from tritium.builder.sensitivity import Candidate
 from tritium.builder.steps.base import Job
-from tritium.errors import ExportError
+from tritium.errors import DatasetError, ExportError
 
-PROXY = "relative output error of each weighted node quantized alone, on its FP32 inputs"
+PROXY = "output error of each weighted node quantized alone, on its FP32 inputs (relative, per output channel, averaged)"
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,8 @@ class SearchTrace:
             )
         if outcome is Outcome.NO_CANDIDATES:
             return (
-                f"accuracy control ran out of candidates: keeping the {excluded} nodes that helped in FP32 "
-                f"left it over budget {where}"
+                f"accuracy control ran out of candidates: with all {excluded} quantized weighted nodes kept in "
+                f"FP32 it is still over budget {where}"
             )
         if outcome in (Outcome.WITHIN_BUDGET, Outcome.NOT_NEEDED):
             return f"within budget {where} after {excluded} exclusions, not on the gate's samples"
@@ -132,6 +132,17 @@ def search(
             hint="remove the variant; INT8 quantization has no weights to make smaller here",
         )
     reference = ctx.reference_on(settings.dataset, "accuracy-control")
+    if not ctx.evaluator.scorable(reference.eval_set):
+        metrics = [
+            ctx.recipe.validation.metric.value,
+            *(c.metric.value for c in ctx.recipe.validation.checks),
+        ]
+        raise DatasetError(
+            f"variant {job.name}: accuracy_control.dataset has no labels, and every metric the recipe "
+            f"gates on ({', '.join(metrics)}) needs them: the search would have nothing to score",
+            hint="add labels to that dataset, or leave accuracy_control.dataset out to search on validation "
+            "samples held out from the gate",
+        )
     search_set = (
         f"{reference.eval_set.samples} validation samples held out from the gate"
         if settings.dataset is None

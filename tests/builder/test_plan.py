@@ -88,3 +88,71 @@ def test_the_first_step_depends_on_the_source(source, first):
 def test_torchscript_from_an_onnx_source_is_a_recipe_error():
     with pytest.raises(RecipeError, match=r"'variants\[1\]': a torchscript variant needs a PyTorch source"):
         plan_build(recipe([FP32, TORCHSCRIPT], ONNX))
+
+
+QAT = {"kind": "qat-int8"}
+TRAINING = {"dataset": {"kind": "npz", "path": "train.npz"}, "loss": "cross_entropy"}
+CONTROLLED = {"kind": "onnx-int8-dynamic", "accuracy_control": {"max_excluded_nodes": 2}}
+SEARCH_SET = {"kind": "npz", "path": "search.npz"}
+
+
+# (variants, source, extra recipe fields, expected [(name, parent, blocked reason fragment or None)], holds out)
+BLOCKING = [
+    pytest.param(
+        [FP32, QAT],
+        TORCH,
+        {"training": TRAINING},
+        [("fp32", "export", None), ("qat-int8", "source", None)],
+        False,
+        id="qat from the torch model",
+    ),
+    pytest.param(
+        [FP32, QAT],
+        TORCH,
+        {},
+        [("fp32", "export", None), ("qat-int8", "source", "'training' section")],
+        False,
+        id="qat without training is blocked, the rest builds",
+    ),
+    pytest.param(
+        [FP32, QAT],
+        ONNX,
+        {"training": TRAINING},
+        [("fp32", "export", None), ("qat-int8", "source", "ONNX file")],
+        False,
+        id="qat from an onnx source is blocked",
+    ),
+    pytest.param(
+        [FP32, QAT],
+        {"kind": "torchscript", "path": "m.pt"},
+        {"training": TRAINING},
+        [("fp32", "export", None), ("qat-int8", "source", "TorchScript file")],
+        False,
+        id="qat from a torchscript source is blocked",
+    ),
+    pytest.param(
+        [FP32, CONTROLLED],
+        TORCH,
+        {},
+        [("fp32", "export", None), ("int8-dynamic-controlled", "fp32", None)],
+        True,
+        id="accuracy control without a dataset holds validation samples out",
+    ),
+    pytest.param(
+        [{**CONTROLLED, "accuracy_control": {"max_excluded_nodes": 2, "dataset": SEARCH_SET}}],
+        TORCH,
+        {},
+        [("int8-dynamic-controlled", "export", None)],
+        False,
+        id="accuracy control with a dataset of its own does not",
+    ),
+]
+
+
+@pytest.mark.parametrize(("variants", "source", "extra", "expected", "holds_out"), BLOCKING)
+def test_what_cannot_apply_is_planned_as_blocked(variants, source, extra, expected, holds_out):
+    plan = plan_build(recipe(variants, source, **extra))
+    assert [(s.name, s.parent) for s in plan.steps] == [(n, p) for n, p, _ in expected]
+    for step, (_, _, blocked) in zip(plan.steps, expected, strict=True):
+        assert (step.blocked is None) if blocked is None else (blocked in step.blocked), step.blocked
+    assert plan.holds_out is holds_out
