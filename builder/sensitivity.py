@@ -7,8 +7,8 @@ same quantizer and settings as the variant, and measures the error of its output
 inputs: for each output channel ‖y_int8 − y_fp32‖ / ‖y_fp32‖, averaged over the channels (a
 channel far larger than the others must not hide the damage to the rest). The node the quantizer
 damages most is the first to try keeping in FP32; the search confirms the top candidates on the
-metric itself. On minilm this proxy ranked the 36 MatMuls like the metric did (Spearman 0.83; the
-same top five), see docs/benchmarks.md and benchmarks/sensitivity_proxy.py.
+metric itself. On minilm this proxy ranked the 36 MatMuls like the metric did (Spearman 0.81, the
+same five on top), see docs/benchmarks.md and benchmarks/sensitivity_proxy.py.
 """
 
 from __future__ import annotations
