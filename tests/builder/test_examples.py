@@ -82,7 +82,7 @@ def test_digits_qat_next_to_static_int8(example_builds):
     assert qat.status == ACCEPTED and qat.decision.checks[0].drop <= 0.01
     assert qat.size_bytes * 3 < digits["fp32"].size_bytes  # INT8 weights
     assert qat.performance.accepted and static.performance.accepted
-    assert [s.name for s in qat.artifact.steps][0] == "qat-fine-tune"
+    assert qat.artifact.steps[0].name == "qat-fine-tune"
     assert "## Training: qat-int8 (accepted)" in results["digits"].reports["markdown"].read_text()
 
 
