@@ -10,6 +10,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tritium.builder.steps.controlled import SearchTrace
+    from tritium.builder.training import TrainingSummary
 
 ONNX_PLATFORM = "onnxruntime_onnx"
 TORCHSCRIPT_PLATFORM = "pytorch_libtorch"
@@ -44,8 +49,8 @@ class Artifact:
     steps: tuple[StepRecord, ...] = ()
     parent: str = "export"
     notes: tuple[str, ...] = ()
-    accuracy_control: object | None = None  # tritium.builder.accuracy_control.SearchTrace
-    training: object | None = None  # tritium.builder.training.TrainingSummary
+    accuracy_control: SearchTrace | None = None
+    training: TrainingSummary | None = None
 
     @property
     def filename(self) -> str:

@@ -13,6 +13,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.text import Text
 
 from tritium.builder.events import (
     BuildEvent,
@@ -26,6 +27,13 @@ from tritium.builder.events import (
     VariantFinished,
 )
 from tritium.builder.results import VariantStatus
+
+
+class _Count(MofNCompleteColumn):
+    """``3/8`` for a bar; nothing for a spinner (a stage of unknown length), rather than ``0/?``."""
+
+    def render(self, task) -> Text:
+        return Text("") if task.total is None else super().render(task)
 
 
 class RichProgress:
@@ -42,7 +50,7 @@ class RichProgress:
             SpinnerColumn(),
             TextColumn("{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            _Count(),
             TimeElapsedColumn(),
             console=console,
             transient=True,
@@ -68,6 +76,7 @@ class RichProgress:
             progress.console.log(f"{escape(event.description)} [dim]{event.seconds:.1f}s[/]")
         elif isinstance(event, TaskStarted):
             self._tasks[event.task] = progress.add_task(escape(event.description), total=event.total)
+            self._show_stages(False)  # a stage's own bars say more than its spinner
         elif isinstance(event, TaskAdvanced) and event.task in self._tasks:
             update: dict = {"advance": event.advance}
             if event.description is not None:
@@ -75,11 +84,16 @@ class RichProgress:
             progress.update(self._tasks[event.task], **update)
         elif isinstance(event, TaskFinished) and event.task in self._tasks:
             progress.remove_task(self._tasks.pop(event.task))
+            self._show_stages(not self._tasks)
         elif isinstance(event, VariantFinished):
             progress.console.log(_verdict(event))
         elif isinstance(event, Notice):
             prefix = "[yellow]warning:[/] " if event.level is NoticeLevel.WARNING else ""
             progress.console.log(prefix + escape(event.text))
+
+    def _show_stages(self, visible: bool) -> None:
+        for task in self._stages.values():
+            self.progress.update(task, visible=visible)
 
 
 def _verdict(event: VariantFinished) -> str:

@@ -145,14 +145,14 @@ class QatInt8(Technique):
     def cannot_apply(self, variant, recipe: Recipe) -> str | None:
         if recipe.source.kind != "pytorch":
             return (
-                f"qat-int8 fine-tunes the weights of a PyTorch model; this recipe's source is "
+                "quantization-aware training fine-tunes the weights of a PyTorch model; this recipe's source is "
                 f"{'an ONNX file' if recipe.source.kind == 'onnx' else 'a TorchScript file'} "
                 "(use a pytorch source with a factory)"
             )
         if recipe.training is None:
             return (
-                "qat-int8 needs the recipe's 'training' section (a dataset and a loss, or a factory with your "
-                "own loop)"
+                "quantization-aware training needs the recipe's 'training' section (a dataset and a loss, or "
+                "a factory with your own loop)"
             )
         return None
 

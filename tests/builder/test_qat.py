@@ -130,7 +130,9 @@ def test_qat_without_a_training_section_fails_alone(tmp_path, capsys, monkeypatc
     assert code == 7
     error = captured.err.strip()
     assert len(error.splitlines()) == 1 and "qat-int8" in error, error
-    assert "qat-int8 failed: qat-int8 needs the recipe's 'training' section" in captured.out
+    assert (
+        "qat-int8 failed: quantization-aware training needs the recipe's 'training' section" in captured.out
+    )
     assert "written: {'tiny': [1]}" in captured.out  # the other variant was built
     assert "needs the recipe's 'training' section" in (tmp_path / "o" / "report.md").read_text()
 
@@ -153,7 +155,10 @@ def test_qat_from_an_onnx_source_fails_alone(tmp_path):
     result = build_recipe(recipe, repository=tmp_path / "r2", output_dir=tmp_path / "o2", show_progress=False)
     fp32, qat = result.variants
     assert fp32.status == ACCEPTED and qat.status == FAILED
-    assert "fine-tunes the weights of a PyTorch model; this recipe's source is an ONNX file" in qat.reason
+    assert (
+        "training fine-tunes the weights of a PyTorch model; this recipe's source is an ONNX file"
+        in qat.reason
+    )
 
 
 def test_a_training_factory_runs_the_users_loop(tmp_path):
