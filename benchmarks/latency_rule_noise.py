@@ -64,7 +64,7 @@ def main() -> None:
     from examples.build import build_examples
     from tritium.builder.data import synthetic_inputs
     from tritium.builder.perf_gate import measure_once
-    from tritium.builder.pipeline import _Build
+    from tritium.builder.profiling import profile_batch_sizes
     from tritium.builder.recipe import load_recipe
     from tritium.builder.runners import OrtRunner
 
@@ -89,11 +89,10 @@ def main() -> None:
             for name in names:
                 loaded = load_recipe(ROOT / "examples" / name / "recipe.yaml")
                 recipe, settings = loaded.recipe, loaded.recipe.performance
-                build = _Build(loaded, Path(tmp), console, show_progress=False)
                 model = repository / name / "1" / "model.onnx"  # version 1 is each example's fp32
                 first = OrtRunner(model, "a", settings.threads, spinning=False)
                 second = OrtRunner(model, "b", settings.threads, spinning=False)
-                for batch in build.batch_sizes():
+                for batch in profile_batch_sizes(recipe):
                     inputs = synthetic_inputs(
                         recipe.inputs, batch, recipe.profile.fixed_dims, np.random.default_rng(batch)
                     )

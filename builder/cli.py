@@ -52,10 +52,10 @@ def build(
     console = _console()
     console.print(table)
     for variant in result.variants:
-        if variant.status != "accepted":
-            style = styles[variant.status]
+        if variant.status.value != "accepted":
+            style = styles[variant.status.value]
             console.print(
-                f"[{style}]{escape(variant.name)} {variant.status}:[/] {escape(variant.reason)}",
+                f"[{style}]{escape(variant.name)} {variant.status.value}:[/] {escape(variant.reason)}",
                 highlight=False,
                 soft_wrap=True,
             )

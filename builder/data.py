@@ -205,3 +205,42 @@ def synthetic_inputs(
         else:
             out[spec.name] = rng.integers(int(low), max(int(high), int(low) + 1), size=shape, dtype=dtype)
     return out
+
+
+HOLD_OUT_EVERY = 4  # one sample in four goes to the accuracy-control search
+
+
+def hold_out(
+    eval_set: EvalSet, *, every: int = HOLD_OUT_EVERY, fixed_batch: int | None = None
+) -> tuple[EvalSet, EvalSet]:
+    """Split a validation set into what the gate scores and what a search may look at.
+
+    Every ``every``-th sample (every ``every``-th batch for a fixed-batch model, whose batches
+    cannot be cut) is held out, spread over the whole set so both parts see the same mix. The
+    split is deterministic: the same set always splits the same way.
+    """
+    kept: list[Batch] = []
+    held: list[Batch] = []
+    if fixed_batch is not None:
+        for index, batch in enumerate(eval_set.batches):
+            (held if index % every == every - 1 else kept).append(batch)
+    else:
+        seen = 0
+        for batch in eval_set.batches:
+            chosen = (np.arange(seen, seen + batch.size) % every) == every - 1
+            seen += batch.size
+            for part, mask in ((held, chosen), (kept, ~chosen)):
+                if mask.any():
+                    part.append(
+                        Batch(
+                            {k: v[mask] for k, v in batch.inputs.items()},
+                            None if batch.labels is None else np.asarray(batch.labels)[mask],
+                        )
+                    )
+    if not kept or not held:
+        raise DatasetError(
+            f"the {eval_set.name} set ({eval_set.samples} samples) is too small to hold out one sample in "
+            f"{every} for the accuracy-control search",
+            hint="give the variant's accuracy_control a dataset of its own, or a larger validation set",
+        )
+    return EvalSet(eval_set.name, tuple(kept)), EvalSet(f"{eval_set.name} (held out)", tuple(held))

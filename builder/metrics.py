@@ -15,6 +15,7 @@ HIGHER_IS_BETTER = {
     MetricName.NEIGHBOR_TOP1: True,
     MetricName.MAX_ABS_ERROR: False,
 }
+LABELLED_METRICS = frozenset({MetricName.TOP1, MetricName.NEIGHBOR_TOP1})  # scored against labels
 
 
 def top1(outputs: np.ndarray, labels: np.ndarray) -> float:

@@ -1,7 +1,7 @@
 """Bring ONNX files from older exporters to what today's tools expect, and record how.
 
 Two repairs, each made with the field's own tools, verified against the model it started from and
-returned as a :class:`~tritium.builder.variants.Step` for the lineage:
+returned as a :class:`~tritium.builder.artifacts.StepRecord` for the lineage:
 
 - **Weights listed as graph inputs.** IR versions < 4 required every initializer to also be a
   graph input. onnxruntime then treats the weights as overridable inputs: its optimizer cannot
@@ -19,9 +19,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tritium.builder.artifacts import StepRecord
 from tritium.builder.recipe import OnnxInt8DynamicVariant, OnnxInt8StaticVariant, Recipe
 from tritium.builder.runners import OrtRunner
-from tritium.builder.variants import Step
 from tritium.errors import ExportError, ModelSourceError, cause_text
 
 NORMALIZE_STEP = "normalize-onnx"
@@ -39,7 +39,7 @@ class Normalized:
     """The model the build continues from (the source itself when nothing needed repair)."""
 
     path: Path
-    steps: tuple[Step, ...] = ()
+    steps: tuple[StepRecord, ...] = ()
 
 
 def onnx_opset(model) -> int:
@@ -93,7 +93,7 @@ def normalize_onnx(source: Path, recipe: Recipe, out: Path, threads: int | None 
         "tool": "onnxruntime.tools.remove_initializer_from_input",
         "verified_shapes": verified,
     }
-    return Normalized(out, (Step(NORMALIZE_STEP, params, time.perf_counter() - started),))
+    return Normalized(out, (StepRecord(NORMALIZE_STEP, params, time.perf_counter() - started),))
 
 
 def required_opset(variant) -> int | None:
@@ -113,7 +113,7 @@ def model_opset(path: Path) -> int:
 
 def convert_opset(
     source: Path, target: int, out: Path, recipe: Recipe, *, needed_by: str, threads: int | None = None
-) -> Step:
+) -> StepRecord:
     """Convert ``source`` to opset ``target`` with onnx.version_converter and verify it against ``source``."""
     import onnx
     from onnx import helper, version_converter
@@ -144,7 +144,7 @@ def convert_opset(
         "tool": "onnx.version_converter",
         "verified_shapes": verified,
     }
-    return Step(CONVERT_OPSET_STEP, params, time.perf_counter() - started)
+    return StepRecord(CONVERT_OPSET_STEP, params, time.perf_counter() - started)
 
 
 def _verify(

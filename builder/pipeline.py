@@ -1,65 +1,62 @@
-"""The build: baseline → export → variants → accuracy gate → performance rule → profile → repository → report.
+"""The build: plan → baseline → export → each planned step (produce, gate, performance rule) →
+profile → repository → report.
 
-Only :func:`tritium.builder.repository.write_versions` touches the model repository, and only after every
-variant has been produced, validated and profiled.
+The plan (:mod:`tritium.builder.plan`) says what to build from what; each technique
+(:mod:`tritium.builder.steps`) makes its model file; this module runs them in order, judges what
+they make, and emits events (:mod:`tritium.builder.events`) that a terminal view or a test
+collects. Only :func:`tritium.builder.repository.write_models` touches the model repository, and
+only after every variant has been produced, validated and profiled.
 """
 
 from __future__ import annotations
 
-import platform
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
-import tritium
 from tritium.builder import export as exporting
-from tritium.builder import normalize
-from tritium.builder import variants as producing
+from tritium.builder import lineage
+from tritium.builder import report as reporting
 from tritium.builder.advice import plan_warnings
-from tritium.builder.data import EvalSet, load_dataset, synthetic_inputs
-from tritium.builder.gate import GateDecision, gate
-from tritium.builder.metrics import Score, score
-from tritium.builder.perf_gate import PerformanceDecision, compare_latency, judge
-from tritium.builder.profiling import LatencyPoint, default_batch_sizes, measure
-from tritium.builder.recipe import (
-    DType,
-    LoadedRecipe,
-    Objective,
-    OnnxFp16Variant,
-    OnnxFp32Variant,
-    OnnxInt8DynamicVariant,
-    OnnxInt8StaticVariant,
-    Recipe,
-    TorchScriptVariant,
-    load_recipe,
-    variant_name,
+from tritium.builder.artifacts import ONNX_PLATFORM, Artifact
+from tritium.builder.context import BuildContext
+from tritium.builder.data import EvalSet, hold_out, load_dataset, synthetic_inputs
+from tritium.builder.evaluation import Evaluator, Reference, runner_for
+from tritium.builder.events import (
+    EventSink,
+    Notice,
+    NoticeLevel,
+    StageFinished,
+    StageStarted,
+    Task,
+    VariantFinished,
+    VariantStarted,
+    fan_out,
+    ignore,
 )
+from tritium.builder.performance import PerformanceRule
+from tritium.builder.plan import SOURCE, Plan, PlannedStep, plan_recipe
+from tritium.builder.profiling import measure, profile_batch_sizes
+from tritium.builder.recipe import LoadedRecipe, Recipe, load_recipe
 from tritium.builder.repository import ModelWrite, NewVersion, write_models
+from tritium.builder.results import BuildResult, Evaluation, VariantResult, VariantStatus, VersionRef
 from tritium.builder.runners import OrtRunner, Outputs, Runner, TorchRunner, default_threads, run_eval_set
 from tritium.builder.sources import SourceModel, load_source
+from tritium.builder.steps import TECHNIQUES, Job
+from tritium.builder.steps.export import EXPORT, ExportResult, describe, normalize_notice, run_export
 from tritium.builder.triton_config import build_config, versions_to_serve
 from tritium.errors import (
     BudgetError,
     ExportError,
     ModelSourceError,
-    RecipeError,
     TritiumError,
     UserInputError,
     cause_text,
@@ -70,387 +67,8 @@ from tritium.extras import Extra, require
 # PyTorch source needs it: an ONNX-only build never imports it).
 require(Extra.builder, "onnx", "onnxruntime", what="the builder")
 
-ACCEPTED, REJECTED, FAILED = "accepted", "rejected", "failed"
-
-
-@dataclass
-class Evaluation:
-    primary: Score
-    checks: list[Score]
-
-
-@dataclass
-class VariantResult:
-    name: str
-    kind: str
-    status: str
-    reason: str = ""
-    evaluation: Evaluation | None = None
-    decision: GateDecision | None = None
-    performance: PerformanceDecision | None = None
-    size_bytes: int | None = None
-    latency: list[LatencyPoint] = field(default_factory=list)
-    artifact: producing.Artifact | None = None
-    model_name: str | None = None
-    version: int | None = None
-
-
-@dataclass
-class BuildResult:
-    build_id: str
-    recipe: LoadedRecipe
-    output_dir: Path
-    repository: Path
-    baseline: VariantResult
-    variants: list[VariantResult]
-    export_checks: list[dict]
-    seconds: float = 0.0
-    reports: dict[str, Path] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def accepted(self) -> list[VariantResult]:
-        return [v for v in self.variants if v.status == ACCEPTED]
-
-    @property
-    def failed(self) -> list[VariantResult]:
-        return [v for v in self.variants if v.status == FAILED]
-
-    @property
-    def written(self) -> dict[str, list[int]]:
-        out: dict[str, list[int]] = {}
-        for v in self.accepted:
-            if v.model_name and v.version is not None:
-                out.setdefault(v.model_name, []).append(v.version)
-        return out
-
-
-def _tool_versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    versions = {"tritium": tritium.__version__, "python": platform.python_version()}
-    for package in ("torch", "onnx", "onnxruntime", "transformers"):
-        with suppress(md.PackageNotFoundError):
-            versions[package] = md.version(package)
-    return versions
-
-
-def _check_plan(loaded: LoadedRecipe) -> None:
-    recipe = loaded.recipe
-    for index, variant in enumerate(recipe.variants):
-        if isinstance(variant, TorchScriptVariant) and recipe.source.kind == "onnx":
-            raise RecipeError(
-                f"{loaded.path.name}: 'variants[{index}]': a torchscript variant needs a PyTorch source, "
-                "this recipe's source is an ONNX file",
-                hint="remove the variant or use a PyTorch source",
-            )
-
-
-def _output_types(onnx_path: Path) -> tuple[dict[str, DType], dict[str, list[int | str]]]:
-    import onnx
-    from onnx import helper
-
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    dtypes, shapes = {}, {}
-    for output in graph.output:
-        tensor = output.type.tensor_type
-        try:
-            dtypes[output.name] = DType.from_numpy(helper.tensor_dtype_to_np_dtype(tensor.elem_type))
-        except (ValueError, KeyError, TypeError):
-            raise ExportError(
-                f"output {output.name!r} has element type {onnx.TensorProto.DataType.Name(tensor.elem_type)}, "
-                "which Tritium cannot serve",
-                hint="return a numeric or boolean tensor from the model",
-            ) from None
-        shapes[output.name] = [
-            d.dim_value if d.HasField("dim_value") else (d.dim_param or "dynamic") for d in tensor.shape.dim
-        ]
-    return dtypes, shapes
-
-
-class _Build:
-    """One run of a recipe; holds the intermediate artifacts in a temporary work folder."""
-
-    def __init__(self, loaded: LoadedRecipe, work: Path, console: Console, show_progress: bool) -> None:
-        self.loaded = loaded
-        self.recipe: Recipe = loaded.recipe
-        self.work = work
-        self.console = console
-        self.show_progress = show_progress
-        self.threads = self.recipe.profile.threads
-        self._calibration_sets: dict[str, EvalSet] = {}
-        self._converted: dict[tuple[Path, int], tuple[Path, producing.Step]] = {}
-        self._export_runner: Runner | None = None
-
-    # -- helpers ---------------------------------------------------------------------------
-    @contextmanager
-    def stage(self, text: str) -> Iterator[None]:
-        start = time.perf_counter()
-        if self.show_progress:
-            with self.console.status(text):
-                yield
-            self.console.log(f"{text} [dim]{time.perf_counter() - start:.1f}s[/]")
-        else:
-            yield
-
-    def progress(self) -> Progress:
-        return Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=self.console,
-            disable=not self.show_progress,
-            transient=False,
-        )
-
-    def evaluate(
-        self, runner: Runner, validation: EvalSet, reference: Outputs | None
-    ) -> tuple[Evaluation, Outputs]:
-        outputs = run_eval_set(runner, validation)
-        reference = reference if reference is not None else outputs
-        spec = self.recipe.validation
-        default_output = self.recipe.outputs[0].name
-        labels = validation.labels
-
-        def one(metric, output):
-            name = output or default_output
-            return score(metric, outputs[name], labels, reference[name])
-
-        return Evaluation(
-            one(spec.metric, spec.output), [one(c.metric, c.output) for c in spec.checks]
-        ), outputs
-
-    def decide(self, baseline: Evaluation, candidate: Evaluation) -> GateDecision:
-        pairs = [(baseline.primary, candidate.primary, self.recipe.budget)]
-        pairs += [
-            (b, c, check.budget)
-            for b, c, check in zip(
-                baseline.checks, candidate.checks, self.recipe.validation.checks, strict=True
-            )
-        ]
-        return gate(pairs)
-
-    def calibration_set(self, variant: OnnxInt8StaticVariant) -> EvalSet:
-        key = variant.calibration.dataset.model_dump_json() + str(variant.calibration.samples)
-        if key not in self._calibration_sets:
-            self._calibration_sets[key] = load_dataset(
-                self.loaded,
-                variant.calibration.dataset,
-                "calibration",
-                max_samples=variant.calibration.samples,
-            )
-        return self._calibration_sets[key]
-
-    def batch_sizes(self) -> list[int]:
-        if not self.recipe.batch_axis:  # one call always takes the model's one shape
-            return [self.recipe.fixed_batch or 1]
-        if self.recipe.profile.batch_sizes:
-            return self.recipe.profile.batch_sizes
-        return default_batch_sizes(max(self.recipe.triton.max_batch_size, 1))
-
-    def say(self, text: str) -> None:
-        if self.show_progress:
-            self.console.log(text)
-
-    # -- steps -----------------------------------------------------------------------------
-    def baseline_runner(self, source: SourceModel) -> Runner:
-        names = [s.name for s in self.recipe.inputs]
-        outputs = [o.name for o in self.recipe.outputs]
-        if source.is_torch:
-            return TorchRunner(source.module, names, outputs, "baseline", self.threads or default_threads())
-        return OrtRunner(source.onnx_path, "baseline", self.threads)
-
-    def check_model_accepts_inputs(self, runner: Runner, source: SourceModel) -> None:
-        dims = {k: v[0] for k, v in self.recipe.export.verify_dims.items() if v}
-        inputs = synthetic_inputs(
-            self.recipe.inputs, 2 if self.recipe.batch_axis else 1, dims, np.random.default_rng(0)
-        )
-        try:
-            produced = runner.run(inputs)
-        except Exception as exc:
-            shapes = ", ".join(f"{k}{list(v.shape)} {v.dtype}" for k, v in inputs.items())
-            if source.is_torch:
-                hint = (
-                    "make the recipe's inputs (names, dtypes, shapes) match the model's forward() arguments"
-                )
-            else:
-                hint = "make the recipe's inputs (names, dtypes, shapes) match the ONNX model's inputs"
-            raise ModelSourceError(
-                f"the model rejects inputs shaped like the recipe's 'inputs' ({shapes}): {cause_text(exc)}",
-                hint=hint,
-            ) from None
-        missing = [o.name for o in self.recipe.outputs if o.name not in produced]
-        if missing:
-            raise ModelSourceError(
-                f"the model produced {len(produced)} outputs, the recipe declares {[o.name for o in self.recipe.outputs]}",
-                hint="declare one output per tensor the model returns",
-            )
-
-    def produce(
-        self, variant, source: SourceModel, export_path: Path, fp32_base: tuple[str, Path] | None
-    ) -> producing.Artifact:
-        name = variant_name(variant)
-        out = self.work / f"{name}.onnx"
-        base_name, base_path = fp32_base if fp32_base else ("export", export_path)
-        if isinstance(variant, OnnxFp32Variant):
-            optimized = producing.optimize_fp32(export_path, variant, out)
-            return producing.Artifact(name, variant.kind, out, producing.ONNX_PLATFORM, optimized)
-        steps: list[producing.Step] = []
-        needed = normalize.required_opset(variant)
-        if needed is not None and normalize.model_opset(base_path) < needed:
-            base_path, converted = self.at_opset(
-                base_path, needed, needed_by=f"variant {name} ({variant.kind})"
-            )
-            steps.append(converted)
-        if isinstance(variant, OnnxInt8DynamicVariant):
-            steps += producing.quantize_dynamic_int8(base_path, variant, out)
-        elif isinstance(variant, OnnxInt8StaticVariant):
-            steps += producing.quantize_static_int8(base_path, variant, self.calibration_set(variant), out)
-        elif isinstance(variant, OnnxFp16Variant):
-            steps += producing.convert_fp16(base_path, variant, out)
-        elif isinstance(variant, TorchScriptVariant):
-            out = self.work / f"{name}.pt"
-            steps = producing.trace_torchscript(source.module, self.recipe, variant, out)
-            self.verify_torchscript(out, source)
-            return producing.Artifact(name, variant.kind, out, producing.TORCHSCRIPT_PLATFORM, steps)
-        else:  # pragma: no cover - the recipe schema admits no other kind
-            raise AssertionError(variant)
-        return producing.Artifact(
-            name,
-            variant.kind,
-            out,
-            producing.ONNX_PLATFORM,
-            steps,
-            parent=None if base_name == "export" else base_name,
-        )
-
-    def at_opset(self, path: Path, target: int, *, needed_by: str) -> tuple[Path, producing.Step]:
-        """``path`` converted to opset ``target`` (once per build), and the step that did it."""
-        key = (path, target)
-        if key not in self._converted:
-            out = self.work / f"{path.stem}.opset{target}.onnx"
-            step = normalize.convert_opset(
-                path, target, out, self.recipe, needed_by=needed_by, threads=self.threads
-            )
-            self._converted[key] = (out, step)
-        return self._converted[key]
-
-    def judge_performance(
-        self, variant, artifact: producing.Artifact, export_path: Path, progress: Progress, task
-    ) -> PerformanceDecision:
-        """The performance rule for one variant that met the accuracy budget."""
-        settings = self.recipe.performance
-        objective: Objective = variant.objective
-        if objective is Objective.SIZE:
-            return judge(
-                objective,
-                settings.tolerance,
-                size_bytes=artifact.size_bytes,
-                reference_size_bytes=export_path.stat().st_size,
-            )
-        if objective is not Objective.LATENCY:
-            return judge(objective, settings.tolerance)
-        if self._export_runner is None:
-            self._export_runner = OrtRunner(export_path, "fp32 export", settings.threads, spinning=False)
-        sizes = self.batch_sizes()
-        progress.update(
-            task,
-            description=f"variant {artifact.variant}: latency vs the FP32 export, batch {', '.join(map(str, sizes))}",
-        )
-        comparisons = compare_latency(
-            self.runner_for(artifact, threads=settings.threads, spinning=False),
-            self._export_runner,
-            self.recipe.inputs,
-            sizes,
-            settings,
-            self.recipe.profile.fixed_dims,
-        )
-        return judge(objective, settings.tolerance, comparisons)
-
-    def runner_for(
-        self, artifact: producing.Artifact, *, threads: int | None = None, spinning: bool = True
-    ) -> Runner:
-        if artifact.platform == producing.TORCHSCRIPT_PLATFORM:
-            import torch
-
-            module = torch.jit.load(str(artifact.path), map_location="cpu").eval()
-            return TorchRunner(
-                module,
-                [s.name for s in self.recipe.inputs],
-                [o.name for o in self.recipe.outputs],
-                artifact.variant,
-                # explicit: torch's thread count is global, a timing at one thread must not stick
-                threads or self.threads or default_threads(),
-            )
-        return OrtRunner(artifact.path, artifact.variant, threads or self.threads, spinning=spinning)
-
-    def verify_torchscript(self, path: Path, source: SourceModel) -> None:
-        import torch
-
-        runner = TorchRunner(
-            torch.jit.load(str(path), map_location="cpu").eval(),
-            [s.name for s in self.recipe.inputs],
-            [o.name for o in self.recipe.outputs],
-            "torchscript",
-        )
-        exporting.compare_runners(
-            runner, self.baseline_runner(source), self.recipe, what="the TorchScript trace"
-        )
-
-
-def _lineage(
-    build: _Build,
-    build_id: str,
-    source: SourceModel,
-    result: VariantResult,
-    baseline: VariantResult,
-    export_steps: list[producing.Step],
-    created_at: str,
-) -> dict:
-    artifact = result.artifact
-    assert artifact is not None and result.evaluation is not None and result.decision is not None
-    primary = result.decision.checks[0]
-    return {
-        "model": result.model_name,
-        "version": None,
-        "variant": result.name,
-        "kind": result.kind,
-        "build_id": build_id,
-        "created_at": created_at,
-        "parent_version": None,
-        "derived_from": artifact.parent or "export",
-        "source": {
-            "kind": source.kind,
-            "files": [str(p) for p in source.files],
-            "sha256": source.sha256,
-            **({"factory": build.recipe.source.factory} if source.kind == "pytorch" else {}),
-        },
-        "recipe": {"path": str(build.loaded.path), "sha256": build.loaded.sha256},
-        "steps": [s.as_dict() for s in export_steps + artifact.steps],
-        "tools": _tool_versions(),
-        "metric": {
-            "name": primary.metric,
-            "value": primary.value,
-            "baseline": primary.baseline,
-            "drop": primary.drop,
-            "budget": primary.budget,
-        },
-        "checks": [
-            {"name": c.metric, "value": c.value, "baseline": c.baseline, "drop": c.drop, "budget": c.budget}
-            for c in result.decision.checks[1:]
-        ],
-        "size_bytes": result.size_bytes,
-        "performance": result.performance.as_dict() if result.performance else None,
-        "baseline_latency": [p.as_dict() for p in baseline.latency],
-        "latency": [p.as_dict() for p in result.latency],
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.machine(),
-            "threads": build.threads,
-        },
-    }
+# The statuses, under the names callers used before they were an enum.
+ACCEPTED, REJECTED, FAILED = VariantStatus.ACCEPTED, VariantStatus.REJECTED, VariantStatus.FAILED
 
 
 def build_recipe(
@@ -460,186 +78,345 @@ def build_recipe(
     output_dir: Path | str | None = None,
     console: Console | None = None,
     show_progress: bool = True,
+    on_event: EventSink | None = None,
 ) -> BuildResult:
-    """Run a whole build. Raises a :class:`TritiumError` (repository untouched) on failure."""
+    """Run a whole build. Raises a :class:`TritiumError` (repository untouched) on failure.
+
+    ``show_progress`` draws the build's events on ``console`` (stderr by default); ``on_event``
+    receives every event as well (or alone, without progress output).
+    """
+    if not show_progress:
+        return _Build(recipe_path, repository, output_dir, on_event or ignore).run()
+    from tritium.builder.progress_view import RichProgress
+
+    with RichProgress(console or Console(stderr=True, log_path=False)) as view:
+        emit = fan_out(view, on_event) if on_event else view
+        return _Build(recipe_path, repository, output_dir, emit).run()
+
+
+@contextmanager
+def _stage(emit: EventSink, stage: str, description: str) -> Iterator[None]:
     started = time.perf_counter()
-    console = console or Console(stderr=True)
-    loaded = load_recipe(recipe_path)
-    recipe = loaded.recipe
-    _check_plan(loaded)
-    build_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
-    created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    repository = Path(repository).resolve()
-    output_dir = Path(output_dir or Path("builds") / recipe.name / build_id).resolve()
+    emit(StageStarted(stage, description))
+    yield
+    emit(StageFinished(stage, description, time.perf_counter() - started))
 
-    with tempfile.TemporaryDirectory(prefix=f"tritium-{recipe.name}-") as tmp:
-        build = _Build(loaded, Path(tmp), console, show_progress)
 
-        with build.stage("loading the model and the validation set"):
-            source = load_source(loaded)
-            if not source.is_torch:  # the user's own graph: say which recipe field disagrees with it
-                exporting.check_declared_axes(source.onnx_path, recipe, onnx_source=True)
-            validation = load_dataset(loaded, recipe.validation.dataset, "validation")
-            reference_runner = build.baseline_runner(source)
-            build.check_model_accepts_inputs(reference_runner, source)
+class _Build:
+    """One run of a recipe; intermediate artifacts live in a temporary work folder."""
 
-        with build.stage(
-            f"baseline: {recipe.validation.metric.value} on {validation.samples} samples + latency"
+    def __init__(self, recipe_path, repository, output_dir, emit: EventSink) -> None:
+        self.started = time.perf_counter()
+        self.emit = emit
+        self.loaded: LoadedRecipe = load_recipe(recipe_path)
+        self.recipe: Recipe = self.loaded.recipe
+        self.plan: Plan = plan_recipe(self.loaded)
+        now = datetime.now(timezone.utc)
+        self.build_id = now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+        self.created_at = now.isoformat(timespec="seconds")
+        self.repository = Path(repository).resolve()
+        self.output_dir = Path(output_dir or Path("builds") / self.recipe.name / self.build_id).resolve()
+        self.evaluator = Evaluator(self.recipe)
+        self.threads = self.recipe.profile.threads
+
+    def run(self) -> BuildResult:
+        recipe = self.recipe
+        with tempfile.TemporaryDirectory(prefix=f"tritium-{recipe.name}-") as tmp:
+            work = Path(tmp)
+            with _stage(self.emit, "loading", "loading the model and the validation set"):
+                source = load_source(self.loaded)
+                if not source.is_torch:  # the user's own graph: say which recipe field disagrees with it
+                    exporting.check_declared_axes(source.onnx_path, recipe, onnx_source=True)
+                validation = load_dataset(self.loaded, recipe.validation.dataset, "validation")
+                gate_set, held_out_set = self.split(validation)
+                reference_runner = self.baseline_runner(source)
+                self.check_model_accepts_inputs(reference_runner, source)
+
+            with _stage(
+                self.emit,
+                "baseline",
+                f"baseline: {recipe.validation.metric.value} on {gate_set.samples} samples + latency",
+            ):
+                baseline, reference = self.baseline(reference_runner, gate_set, source)
+                held_out = (
+                    Reference(held_out_set, run_eval_set(reference_runner, held_out_set))
+                    if held_out_set is not None
+                    else None
+                )
+
+            with _stage(self.emit, "export", describe(source)):
+                exported = run_export(self.loaded, source, reference_runner, work, self.threads)
+            notice = normalize_notice(exported, source)
+            if notice:
+                self.emit(Notice(notice))
+            warnings_found = plan_warnings(exported.artifact.path, recipe.variants)
+            for warning in warnings_found:
+                self.emit(Notice(warning, NoticeLevel.WARNING))
+
+            ctx = BuildContext(
+                self.loaded,
+                work,
+                source,
+                exported.artifact,
+                reference_runner,
+                self.evaluator,
+                self.emit,
+                held_out=held_out,
+            )
+            results = self.variants(ctx, baseline.evaluation, gate_set, reference)
+            results = self.profile(ctx, results)
+            validation_info = {
+                "samples": validation.samples,
+                "gate_samples": gate_set.samples,
+                "held_out_for_search": held_out_set.samples if held_out_set is not None else 0,
+            }
+            outcome = BuildResult(
+                self.build_id,
+                self.loaded,
+                self.output_dir,
+                self.repository,
+                baseline,
+                tuple(results),
+                list(exported.checks),
+                warnings=warnings_found,
+                validation=validation_info,
+            )
+            if not outcome.accepted:
+                self.fail(outcome)
+            with _stage(self.emit, "writing", f"writing versions to {self.repository}"):
+                versions = self.write(outcome, source, exported)
+        outcome = replace(outcome, versions=versions, seconds=time.perf_counter() - self.started)
+        return replace(outcome, reports=_write_reports(outcome))
+
+    # -- loading and the baseline ---------------------------------------------------------------
+    def split(self, validation: EvalSet) -> tuple[EvalSet, EvalSet | None]:
+        """The set the gate scores, and the part held out for searches that must not see it."""
+        if not self.plan.holds_out:
+            return validation, None
+        gate_set, held_out = hold_out(validation, fixed_batch=self.recipe.fixed_batch)
+        self.emit(
+            Notice(
+                f"validation: {held_out.samples} of {validation.samples} samples held out for the "
+                f"accuracy-control search; the gate scores the other {gate_set.samples}"
+            )
+        )
+        return gate_set, held_out
+
+    def baseline_runner(self, source: SourceModel) -> Runner:
+        names = [s.name for s in self.recipe.inputs]
+        outputs = [o.name for o in self.recipe.outputs]
+        if source.is_torch:
+            return TorchRunner(source.module, names, outputs, "baseline", self.threads or default_threads())
+        return OrtRunner(source.onnx_path, "baseline", self.threads)
+
+    def check_model_accepts_inputs(self, runner: Runner, source: SourceModel) -> None:
+        recipe = self.recipe
+        dims = {k: v[0] for k, v in recipe.export.verify_dims.items() if v}
+        inputs = synthetic_inputs(
+            recipe.inputs, 2 if recipe.batch_axis else 1, dims, np.random.default_rng(0)
+        )
+        try:
+            produced = runner.run(inputs)
+        except Exception as exc:
+            shapes = ", ".join(f"{k}{list(v.shape)} {v.dtype}" for k, v in inputs.items())
+            what = "the model's forward() arguments" if source.is_torch else "the ONNX model's inputs"
+            raise ModelSourceError(
+                f"the model rejects inputs shaped like the recipe's 'inputs' ({shapes}): {cause_text(exc)}",
+                hint=f"make the recipe's inputs (names, dtypes, shapes) match {what}",
+            ) from None
+        missing = [o.name for o in recipe.outputs if o.name not in produced]
+        if missing:
+            raise ModelSourceError(
+                f"the model produced {len(produced)} outputs, the recipe declares {[o.name for o in recipe.outputs]}",
+                hint="declare one output per tensor the model returns",
+            )
+
+    def batch_sizes(self) -> list[int]:
+        return profile_batch_sizes(self.recipe)
+
+    def baseline(
+        self, runner: Runner, gate_set: EvalSet, source: SourceModel
+    ) -> tuple[VariantResult, Outputs]:
+        evaluation, reference = self.evaluator.evaluate(runner, gate_set, None)
+        sizes = self.batch_sizes()
+        latency = tuple(
+            measure(runner, self.recipe.inputs, b, self.recipe.profile)
+            for b in (sorted({1, max(sizes)}) if self.recipe.batch_axis else sizes)
+        )
+        result = VariantResult(
+            f"baseline ({source.kind})",
+            source.kind,
+            VariantStatus.BASELINE,
+            evaluation=evaluation,
+            decision=self.evaluator.decide(evaluation, evaluation),
+            size_bytes=source.size_bytes,
+            latency=latency,
+        )
+        return result, reference
+
+    # -- the planned steps -------------------------------------------------------------------
+    def variants(
+        self, ctx: BuildContext, baseline: Evaluation, gate_set: EvalSet, reference: Outputs
+    ) -> list[VariantResult]:
+        rule = PerformanceRule(self.recipe, ctx.export, self.batch_sizes())
+        done: dict[str, VariantResult] = {}
+        with (
+            _stage(self.emit, "variants", "variants"),
+            Task(self.emit, "variants", len(self.plan.steps)) as task,
         ):
-            evaluation, reference = build.evaluate(reference_runner, validation, None)
-            sizes = build.batch_sizes()
-            baseline = VariantResult(
-                f"baseline ({source.kind})", source.kind, "baseline", evaluation=evaluation
+            for step in self.plan.steps:
+                parent = self.parent_of(step, done, ctx)
+                self.emit(VariantStarted(step.name, step.kind, parent.variant if parent else SOURCE))
+                task.describe(f"variant {step.name}: producing + validating")
+                result = self.one_variant(step, parent, ctx, baseline, gate_set, reference, rule, task)
+                done[step.name] = result
+                self.emit(VariantFinished(result.name, result.kind, result.status, result.reason))
+                task.advance()
+        return list(done.values())
+
+    @staticmethod
+    def parent_of(step: PlannedStep, done: dict[str, VariantResult], ctx: BuildContext) -> Artifact | None:
+        if step.parent == SOURCE:
+            return None
+        if step.parent == EXPORT:
+            return ctx.export
+        parent = done[step.parent]
+        if parent.status is VariantStatus.ACCEPTED and parent.artifact is not None:
+            return parent.artifact
+        return ctx.export  # the planned fallback: never build on a graph that was turned down
+
+    def one_variant(
+        self,
+        step: PlannedStep,
+        parent: Artifact | None,
+        ctx: BuildContext,
+        baseline: Evaluation,
+        gate_set: EvalSet,
+        reference: Outputs,
+        rule: PerformanceRule,
+        task: Task,
+    ) -> VariantResult:
+        failed = VariantResult(step.name, step.kind, VariantStatus.FAILED)
+        if step.blocked:
+            return replace(failed, reason=step.blocked)
+        try:
+            artifact = TECHNIQUES[step.kind].produce(Job(step.name, step.variant, parent), ctx)
+            runner = runner_for(artifact, self.recipe)
+            evaluation, _ = self.evaluator.evaluate(runner, gate_set, reference)
+            decision = self.evaluator.decide(baseline, evaluation)
+            result = VariantResult(
+                step.name,
+                step.kind,
+                VariantStatus.ACCEPTED,
+                evaluation=evaluation,
+                decision=decision,
+                size_bytes=artifact.size_bytes,
+                artifact=artifact,
             )
-            baseline.decision = build.decide(evaluation, evaluation)
-            baseline.latency = [
-                measure(reference_runner, recipe.inputs, b, recipe.profile)
-                for b in (sorted({1, max(sizes)}) if recipe.batch_axis else sizes)
-            ]
-            baseline.size_bytes = source.size_bytes
+            if not decision.accepted:
+                reason = "; ".join((decision.reason, *artifact.notes))
+                return replace(result, status=VariantStatus.REJECTED, reason=reason)
+            performance = rule.judge(step.variant.objective, artifact, task)
+            result = replace(result, performance=performance)
+            if not performance.accepted:
+                return replace(result, status=VariantStatus.REJECTED, reason=performance.reason)
+            return result
+        except UserInputError:
+            raise
+        except TritiumError as exc:
+            return replace(failed, reason=exc.one_line())
+        except Exception as exc:
+            return replace(failed, reason=cause_text(exc))
 
-        export_steps: list[producing.Step] = []
-        export_checks: list[dict] = []
-        export_stage = (
-            "export to ONNX and verify at several shapes"
-            if source.is_torch
-            else "check the ONNX model (and normalize an old IR)"
-        )
-        with build.stage(export_stage):
-            if source.is_torch:
-                export_path = build.work / "export.onnx"
-                t0 = time.perf_counter()
-                exporting.export_onnx(source.module, recipe, export_path)
-                exporting.check_declared_axes(export_path, recipe)
-                export_checks = exporting.verify_against_source(
-                    export_path, reference_runner, recipe, build.threads
-                )
-                export_steps.append(
-                    producing.Step(
-                        "export-onnx",
-                        {
-                            "exporter": "torch.onnx (TorchScript-based)",
-                            "opset": recipe.export.opset,
-                            "dynamic_axes": {s.name: s.dynamic_axes for s in recipe.inputs},
-                            "verified_shapes": export_checks,
-                        },
-                        time.perf_counter() - t0,
-                    )
-                )
-            else:
-                normalized = normalize.normalize_onnx(
-                    source.onnx_path, recipe, build.work / "normalized.onnx", build.threads
-                )
-                export_path = normalized.path
-                export_steps.extend(normalized.steps)
-            output_dtypes, output_shapes = _output_types(export_path)
-        for step in export_steps:
-            if step.name == normalize.NORMALIZE_STEP:
-                build.say(
-                    f"normalized {source.onnx_path.name}: {step.params['removed_initializer_inputs']} weights "
-                    f"were listed as graph inputs (IR {step.params['ir_version']['from']}); "
-                    f"IR {step.params['ir_version']['to']}, verified"
-                )
-        warnings_found = plan_warnings(export_path, recipe.variants)
-        for warning in warnings_found:  # without progress output, the CLI prints them with the table
-            build.say(f"[yellow]warning:[/] {escape(warning)}")
-
-        results: list[VariantResult] = []
-        fp32_base: tuple[str, Path] | None = None
-        with build.progress() as progress:
-            task = progress.add_task("variants", total=len(recipe.variants))
-            for variant in recipe.variants:
-                name = variant_name(variant)
-                progress.update(task, description=f"variant {name}: producing + validating")
-                result = VariantResult(name, variant.kind, FAILED)
-                try:
-                    artifact = build.produce(variant, source, export_path, fp32_base)
-                    result.artifact = artifact
-                    result.size_bytes = artifact.size_bytes
-                    result.evaluation, _ = build.evaluate(build.runner_for(artifact), validation, reference)
-                    result.decision = build.decide(evaluation, result.evaluation)
-                    result.status = ACCEPTED if result.decision.accepted else REJECTED
-                    result.reason = result.decision.reason
-                    if result.status == ACCEPTED:  # the performance rule, for what met the budget
-                        result.performance = build.judge_performance(
-                            variant, artifact, export_path, progress, task
-                        )
-                        if not result.performance.accepted:
-                            result.status, result.reason = REJECTED, result.performance.reason
-                    if (
-                        isinstance(variant, OnnxFp32Variant)
-                        and fp32_base is None
-                        and result.status == ACCEPTED
-                    ):
-                        fp32_base = (name, artifact.path)
-                except UserInputError:
-                    raise
-                except TritiumError as exc:
-                    result.reason = exc.one_line()
-                except Exception as exc:
-                    result.reason = cause_text(exc)
-                results.append(result)
-                if build.show_progress:  # without progress output, the CLI prints them with the table
-                    _announce(progress.console, result)
-                progress.advance(task)
-
-            accepted = [r for r in results if r.status == ACCEPTED]
-            sizes = build.batch_sizes()
-            points = progress.add_task("profiling accepted variants", total=len(accepted) * len(sizes))
+    def profile(self, ctx: BuildContext, results: list[VariantResult]) -> list[VariantResult]:
+        accepted = [r for r in results if r.status is VariantStatus.ACCEPTED]
+        sizes = self.batch_sizes()
+        profiled = {}
+        with (
+            _stage(self.emit, "profiling", f"profiling {len(accepted)} accepted variants"),
+            Task(self.emit, "profiling accepted variants", len(accepted) * len(sizes)) as task,
+        ):
             for result in accepted:
-                runner = build.runner_for(result.artifact)
+                runner = runner_for(result.artifact, self.recipe)
+                points = []
                 for batch_size in sizes:
-                    progress.update(points, description=f"profiling {result.name} batch {batch_size}")
-                    result.latency.append(measure(runner, recipe.inputs, batch_size, recipe.profile))
-                    progress.advance(points)
+                    task.describe(f"profiling {result.name} batch {batch_size}")
+                    points.append(measure(runner, self.recipe.inputs, batch_size, self.recipe.profile))
+                    task.advance()
+                profiled[result.name] = replace(result, latency=tuple(points))
+        return [profiled.get(r.name, r) for r in results]
 
-        outcome = BuildResult(
-            build_id,
-            loaded,
-            output_dir,
-            repository,
-            baseline,
-            results,
-            export_checks,
-            warnings=warnings_found,
+    # -- the end -----------------------------------------------------------------------------
+    def fail(self, outcome: BuildResult) -> None:
+        outcome = replace(outcome, seconds=time.perf_counter() - self.started)
+        reports = _write_reports(outcome)
+        summary = "; ".join(f"{r.name}: {r.status} ({r.reason})" for r in outcome.variants)
+        report = reports.get("markdown")
+        name, repository = self.recipe.name, self.repository
+        if all(r.status is VariantStatus.FAILED for r in outcome.variants):
+            raise ExportError(
+                f"every variant of {name!r} failed, nothing was written to {repository} — {summary}",
+                hint=f"fix the causes named for each variant, or ask for other variants; report: {report}",
+            )
+        raise BudgetError(
+            f"no variant of {name!r} met the budget and its objective, nothing was written to "
+            f"{repository} — {summary}",
+            hint=f"relax 'budget' (or 'performance.tolerance') or try other variants; report: {report}",
         )
 
-        if not accepted:
-            outcome.seconds = time.perf_counter() - started
-            outcome.reports = _write_reports(outcome)
-            summary = "; ".join(f"{r.name}: {r.status} ({r.reason})" for r in results)
-            report = outcome.reports.get("markdown")
-            if all(r.status == FAILED for r in results):
-                raise ExportError(
-                    f"every variant of {recipe.name!r} failed, nothing was written to {repository} — {summary}",
-                    hint=f"fix the causes named for each variant, or ask for other variants; report: {report}",
+    def write(
+        self, outcome: BuildResult, source: SourceModel, exported: ExportResult
+    ) -> dict[str, VersionRef]:
+        recipe = self.recipe
+        groups: dict[str, list[VariantResult]] = {}
+        for result in outcome.accepted:
+            onnx = result.artifact.platform == ONNX_PLATFORM
+            groups.setdefault(recipe.name if onnx else f"{recipe.name}_torchscript", []).append(result)
+        writes = []
+        for model_name, members in groups.items():
+            keys = {m.name for m in members}
+            new = [
+                NewVersion(
+                    model_file=m.artifact.path,
+                    filename=m.artifact.filename,
+                    lineage=lineage.draft(
+                        model=model_name,
+                        result=m,
+                        build_id=self.build_id,
+                        created_at=self.created_at,
+                        source=source,
+                        loaded=self.loaded,
+                        export_steps=exported.artifact.steps,
+                        baseline_latency=outcome.baseline.latency,
+                        threads=self.threads,
+                    ),
+                    parent_key=m.artifact.parent if m.artifact.parent in keys else None,
+                    key=m.name,
                 )
-            raise BudgetError(
-                f"no variant of {recipe.name!r} met the budget and its objective, nothing was written to "
-                f"{repository} — {summary}",
-                hint=f"relax 'budget' (or 'performance.tolerance') or try other variants; report: {report}",
-            )
+                for m in members
+            ]
+            platform_name = members[0].artifact.platform
 
-        with build.stage(f"writing versions to {repository}"):
-            _write(build, outcome, source, export_steps, created_at, output_dtypes, output_shapes)
+            def make_config(versions: list[int], model_name=model_name, platform_name=platform_name):
+                return build_config(
+                    recipe,
+                    name=model_name,
+                    platform=platform_name,
+                    versions=versions_to_serve(versions, recipe.triton.serve_versions),
+                    output_dtypes=exported.output_dtypes,
+                    output_shapes=exported.output_shapes,
+                )
 
-    outcome.seconds = time.perf_counter() - started
-    outcome.reports = _write_reports(outcome)
-    return outcome
-
-
-def _announce(console: Console, result: VariantResult) -> None:
-    """One console line per variant as it is decided: failures and rejections with their reason."""
-    if result.status == ACCEPTED:
-        console.log(f"[green]✓[/] variant {escape(result.name)} accepted")
-        return
-    style, verdict = ("red", "FAILED") if result.status == FAILED else ("yellow", "rejected")
-    console.log(f"[{style}]✗ variant {escape(result.name)} {verdict}:[/] {escape(result.reason)}")
+            writes.append(ModelWrite(model_name, new, make_config))
+        numbers = write_models(self.repository, writes)  # one transaction: every model lands, or none
+        return {
+            member.name: VersionRef(model_name, number)
+            for model_name, members in groups.items()
+            for member, number in zip(members, numbers[model_name], strict=True)
+        }
 
 
 def _write_reports(outcome: BuildResult) -> dict[str, Path]:
-    from tritium.builder import report as reporting
-
     try:
         return reporting.write_reports(outcome)
     except OSError as exc:
@@ -648,54 +425,3 @@ def _write_reports(outcome: BuildResult) -> dict[str, Path]:
             f"(versions written: {outcome.written or 'none'})",
             hint="pass a writable --output folder",
         ) from None
-
-
-def _write(
-    build: _Build,
-    outcome: BuildResult,
-    source: SourceModel,
-    export_steps: list[producing.Step],
-    created_at: str,
-    output_dtypes: dict[str, DType],
-    output_shapes: dict[str, list[int | str]],
-) -> None:
-    recipe = build.recipe
-    groups: dict[str, list[VariantResult]] = {}
-    for result in outcome.accepted:
-        platform_name = result.artifact.platform
-        result.model_name = (
-            recipe.name if platform_name == producing.ONNX_PLATFORM else f"{recipe.name}_torchscript"
-        )
-        groups.setdefault(result.model_name, []).append(result)
-    writes = []
-    for model_name, members in groups.items():
-        keys = {m.name for m in members}
-        new = [
-            NewVersion(
-                model_file=m.artifact.path,
-                filename=m.artifact.filename,
-                lineage=_lineage(
-                    build, outcome.build_id, source, m, outcome.baseline, export_steps, created_at
-                ),
-                parent_key=m.artifact.parent if m.artifact.parent in keys else None,
-                key=m.name,
-            )
-            for m in members
-        ]
-        platform_name = members[0].artifact.platform
-
-        def make_config(versions: list[int], model_name=model_name, platform_name=platform_name):
-            return build_config(
-                recipe,
-                name=model_name,
-                platform=platform_name,
-                versions=versions_to_serve(versions, recipe.triton.serve_versions),
-                output_dtypes=output_dtypes,
-                output_shapes=output_shapes,
-            )
-
-        writes.append(ModelWrite(model_name, new, make_config))
-    numbers = write_models(outcome.repository, writes)  # one transaction: every model lands, or none
-    for model_name, members in groups.items():
-        for member, number in zip(members, numbers[model_name], strict=True):
-            member.version = number

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from tritium.builder.data import synthetic_inputs
-from tritium.builder.recipe import InputSpec, ProfileSettings
+from tritium.builder.recipe import InputSpec, ProfileSettings, Recipe
 from tritium.builder.runners import Runner
 
 
@@ -34,6 +34,15 @@ def default_batch_sizes(max_batch_size: int) -> list[int]:
         sizes.append(sizes[-1] * 2)
     sizes.append(max_batch_size)
     return sizes
+
+
+def profile_batch_sizes(recipe: Recipe) -> list[int]:
+    """The batch sizes a build profiles and times the performance rule at."""
+    if not recipe.batch_axis:  # one call always takes the model's one shape
+        return [recipe.fixed_batch or 1]
+    if recipe.profile.batch_sizes:
+        return recipe.profile.batch_sizes
+    return default_batch_sizes(max(recipe.triton.max_batch_size, 1))
 
 
 def summarize(batch_size: int, seconds: Sequence[float]) -> LatencyPoint:

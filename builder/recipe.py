@@ -197,10 +197,34 @@ class OnnxFp32Variant(_Variant):
         return self
 
 
+class AccuracyControl(_Strict):
+    """Keep the quantizable nodes that cost the most accuracy in FP32, until every metric is within budget.
+
+    The search scores candidates on ``dataset``, or, without one, on one validation sample in four
+    that the gate then does not score: the gate judges the result on data the search never saw.
+    """
+
+    max_excluded_nodes: int = Field(ge=1, le=10_000, description="Keep at most this many nodes in FP32")
+    max_seconds: float | None = Field(
+        default=None, gt=0, description="Stop the search after this long (the best model so far is gated)"
+    )
+    dataset: Dataset | None = Field(
+        default=None,
+        description="Where the search scores; default: a quarter of the validation set, held out",
+    )
+    confirm: int = Field(
+        default=4,
+        ge=1,
+        le=1000,
+        description="How many of the candidates the cheap proxy ranks highest are confirmed on the metric",
+    )
+
+
 class OnnxInt8DynamicVariant(_Variant):
     kind: Literal["onnx-int8-dynamic"] = "onnx-int8-dynamic"
     per_channel: bool = False
     reduce_range: bool = False
+    accuracy_control: AccuracyControl | None = None
 
 
 class CalibrationSpec(_Strict):
@@ -214,6 +238,12 @@ class OnnxInt8StaticVariant(_Variant):
     kind: Literal["onnx-int8-static"] = "onnx-int8-static"
     calibration: CalibrationSpec
     per_channel: bool = True
+    op_types: list[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9]*$")]] | None = Field(
+        default=None,
+        min_length=1,
+        description="Quantize only these ONNX op types (e.g. [MatMul]); default: every type onnxruntime can",
+    )
+    accuracy_control: AccuracyControl | None = None
 
 
 class OnnxFp16Variant(_Variant):
@@ -223,6 +253,17 @@ class OnnxFp16Variant(_Variant):
     objective: Objective = Objective.SIZE
 
 
+class QatInt8Variant(_Variant):
+    """Quantization-aware training: fake-quant fine-tuning from the FP32 weights (the recipe's ``training``)."""
+
+    kind: Literal["qat-int8"] = "qat-int8"
+    per_channel: bool = Field(default=True, description="Weights per output channel (activations per tensor)")
+    epochs: int | None = Field(default=None, ge=1, le=100_000, description="Overrides training.epochs")
+    learning_rate: float | None = Field(
+        default=None, gt=0, le=10, description="Overrides training.learning_rate"
+    )
+
+
 class TorchScriptVariant(_Variant):
     kind: Literal["torchscript"] = "torchscript"
     objective: Objective = Objective.NONE
@@ -230,7 +271,12 @@ class TorchScriptVariant(_Variant):
 
 
 Variant = Annotated[
-    OnnxFp32Variant | OnnxInt8DynamicVariant | OnnxInt8StaticVariant | OnnxFp16Variant | TorchScriptVariant,
+    OnnxFp32Variant
+    | OnnxInt8DynamicVariant
+    | OnnxInt8StaticVariant
+    | OnnxFp16Variant
+    | TorchScriptVariant
+    | QatInt8Variant,
     Field(discriminator="kind"),
 ]
 
@@ -241,7 +287,49 @@ def variant_name(variant: _Variant) -> str:
     name = variant.kind.removeprefix("onnx-")
     if getattr(variant, "per_channel", False) and variant.kind == "onnx-int8-dynamic":
         name += "-per-channel"
+    if getattr(variant, "accuracy_control", None) is not None:
+        name += "-controlled"
     return name
+
+
+class LossName(str, Enum):
+    CROSS_ENTROPY = "cross_entropy"  # against the dataset's integer labels
+    MSE = "mse"  # mean squared error to the FP32 baseline's outputs (no labels needed)
+    COSINE = "cosine"  # 1 - cosine similarity to the FP32 baseline's outputs (embeddings)
+
+
+_FACTORY = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
+
+
+class TrainingSpec(_Strict):
+    """Fine-tuning, shared by every technique that trains (quantization-aware training; pruning and
+    distillation next): a dataset and a loss, or ``factory`` for your own loop."""
+
+    dataset: Dataset | None = Field(
+        default=None, description="Training samples (npz with labels, or a factory)"
+    )
+    loss: LossName | None = None
+    output: str | None = Field(
+        default=None, description="Output the loss applies to; default: the first output"
+    )
+    epochs: int = Field(default=3, ge=1, le=100_000)
+    learning_rate: float = Field(default=1e-4, gt=0, le=10)
+    batch_size: int = Field(default=64, ge=1, le=1_000_000)
+    seed: int = Field(default=0, ge=0)
+    factory: str | None = Field(
+        default=None,
+        pattern=_FACTORY,
+        description="module:function called as function(model, **kwargs) to train the model in place",
+    )
+    kwargs: dict[str, object] = Field(default_factory=dict, description="Keyword arguments for the factory")
+
+    @model_validator(mode="after")
+    def _loop(self) -> TrainingSpec:
+        if self.factory is None and (self.dataset is None or self.loss is None):
+            raise ValueError("give 'dataset' and 'loss', or a 'factory' (module:function) with your own loop")
+        if self.factory is not None and (self.dataset is not None or self.loss is not None):
+            raise ValueError("'factory' runs your own loop: leave 'dataset' and 'loss' out")
+        return self
 
 
 class InstanceGroup(_Strict):
@@ -344,6 +432,7 @@ class Recipe(_Strict):
     profile: ProfileSettings = Field(default_factory=ProfileSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
     performance: PerformanceSettings = Field(default_factory=PerformanceSettings)
+    training: TrainingSpec | None = Field(default=None, description="Fine-tuning for techniques that train")
 
     @model_validator(mode="before")
     @classmethod
@@ -377,9 +466,10 @@ class Recipe(_Strict):
         if len(set(input_names)) != len(input_names):
             raise ValueError("input names must be unique")
         outputs = {o.name for o in self.outputs}
-        for where, output in [("validation.output", self.validation.output)] + [
-            (f"validation.checks[{i}].output", c.output) for i, c in enumerate(self.validation.checks)
-        ]:
+        for where, output in [
+            ("validation.output", self.validation.output),
+            ("training.output", self.training.output if self.training else None),
+        ] + [(f"validation.checks[{i}].output", c.output) for i, c in enumerate(self.validation.checks)]:
             if output is not None and output not in outputs:
                 raise ValueError(f"{where}: {output!r} is not a declared output ({sorted(outputs)})")
         too_large = [b for b in self.profile.batch_sizes or [] if b > max(self.triton.max_batch_size, 1)]
@@ -446,6 +536,7 @@ _TAGS = {
     "onnx-int8-dynamic",
     "onnx-int8-static",
     "onnx-fp16",
+    "qat-int8",
 }  # discriminator values pydantic adds to error locations: not fields
 
 

@@ -6,7 +6,8 @@ import html
 import json
 from pathlib import Path
 
-from tritium.builder.pipeline import ACCEPTED, BuildResult, VariantResult
+from tritium.builder.report_techniques import sections
+from tritium.builder.results import BuildResult, VariantResult, VariantStatus
 
 
 def _latency_at(result: VariantResult, batch_size: int) -> float | None:
@@ -21,11 +22,12 @@ def _rows(outcome: BuildResult) -> list[dict]:
     rows = []
     for result in [outcome.baseline, *outcome.variants]:
         primary = result.decision.checks[0] if result.decision else None
+        ref = outcome.version_of(result.name)
         rows.append(
             {
                 "variant": result.name,
                 "kind": result.kind,
-                "status": result.status,
+                "status": result.status.value,
                 "metric": primary.value if primary else None,
                 "drop": primary.drop if primary else None,
                 "checks": {c.metric: c.value for c in result.decision.checks[1:]} if result.decision else {},
@@ -33,8 +35,8 @@ def _rows(outcome: BuildResult) -> list[dict]:
                 "latency_vs_fp32": _slowest_ratio(result),
                 "p50_b1_ms": _latency_at(result, 1),
                 f"p50_b{large}_ms": _latency_at(result, large),
-                "version": f"{result.model_name}/{result.version}" if result.version else "",
-                "reason": result.reason if result.status != ACCEPTED else "",
+                "version": f"{ref.model}/{ref.version}" if ref else "",
+                "reason": result.reason if result.status is not VariantStatus.ACCEPTED else "",
             }
         )
     return rows
@@ -86,7 +88,7 @@ def _plot(outcome: BuildResult, path: Path) -> Path | None:
     for index, (result, latency, value) in enumerate(points):
         size = (result.size_bytes or 1e6) / 1e6
         x = latency if latency == latency else 0.0  # NaN (rejected, not profiled) drawn at 0
-        ax.scatter(x, value, s=40 + 8 * size, color=colors.get(result.status, "black"), alpha=0.7)
+        ax.scatter(x, value, s=40 + 8 * size, color=colors.get(result.status.value, "black"), alpha=0.7)
         ax.annotate(
             f"{result.name}\n{size:.2f} MB",
             (x, value),
@@ -97,7 +99,7 @@ def _plot(outcome: BuildResult, path: Path) -> Path | None:
     handles = [
         Line2D([], [], marker="o", linestyle="", color=color, label=status)
         for status, color in colors.items()
-        if any(r.status == status for r, _, _ in points)
+        if any(r.status.value == status for r, _, _ in points)
     ]
     budget_line = outcome.baseline.decision.checks[0]
     limit = (
@@ -118,12 +120,18 @@ def _plot(outcome: BuildResult, path: Path) -> Path | None:
     return path
 
 
+def _accuracy_control(result: VariantResult) -> dict | None:
+    trace = result.artifact.accuracy_control if result.artifact else None
+    return trace.as_record().model_dump(mode="json") if trace else None
+
+
 def _build_json(outcome: BuildResult) -> dict:
     def variant(result: VariantResult) -> dict:
+        ref = outcome.version_of(result.name)
         return {
             "name": result.name,
             "kind": result.kind,
-            "status": result.status,
+            "status": result.status.value,
             "reason": result.reason,
             "checks": [
                 {
@@ -139,8 +147,10 @@ def _build_json(outcome: BuildResult) -> dict:
             "size_bytes": result.size_bytes,
             "performance": result.performance.as_dict() if result.performance else None,
             "latency": [p.as_dict() for p in result.latency],
-            "model": result.model_name,
-            "version": result.version,
+            "model": ref.model if ref else None,
+            "version": ref.version if ref else None,
+            "steps": [s.as_dict() for s in result.artifact.steps] if result.artifact else [],
+            "accuracy_control": _accuracy_control(result),
         }
 
     return {
@@ -149,11 +159,12 @@ def _build_json(outcome: BuildResult) -> dict:
         "recipe_sha256": outcome.recipe.sha256,
         "repository": str(outcome.repository),
         "seconds": round(outcome.seconds, 2),
-        "export_checks": outcome.export_checks,
+        "export_checks": list(outcome.export_checks),
+        "validation": outcome.validation,
         "baseline": variant(outcome.baseline),
         "variants": [variant(v) for v in outcome.variants],
         "written": outcome.written,
-        "warnings": outcome.warnings,
+        "warnings": list(outcome.warnings),
     }
 
 
@@ -188,6 +199,9 @@ def write_reports(outcome: BuildResult) -> dict[str, Path]:
         ]
     if plot:
         md += ["", f"![metric vs latency]({plot.name})"]
+    extra = sections(outcome, out)
+    for section in extra:
+        md += ["", *section.markdown]
     (out / "report.md").write_text("\n".join(md) + "\n")
 
     warnings_html = "".join(f"<p><b>Warning:</b> {html.escape(w)}</p>" for w in outcome.warnings)
@@ -200,10 +214,13 @@ def write_reports(outcome: BuildResult) -> dict[str, Path]:
 padding:4px 8px;font-size:13px}}tr.accepted{{background:#eaffea}}tr.rejected{{background:#ffecec}}
 tr.failed{{background:#eee}}</style></head><body><h1>{html.escape(title)}</h1>
 <p>{html.escape(summary.replace("**", ""))}</p>{warnings_html}{table}
-{f'<p><img src="{plot.name}" alt="metric vs latency"></p>' if plot else ""}</body></html>"""
+{f'<p><img src="{plot.name}" alt="metric vs latency"></p>' if plot else ""}
+{"".join(section.html for section in extra)}</body></html>"""
     (out / "report.html").write_text(page)
     (out / "build.json").write_text(json.dumps(_build_json(outcome), indent=2) + "\n")
     reports = {"markdown": out / "report.md", "html": out / "report.html", "json": out / "build.json"}
     if plot:
         reports["plot"] = plot
+    for section in extra:
+        reports.update(section.files)
     return reports

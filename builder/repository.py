@@ -12,10 +12,11 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from tritonclient.grpc import model_config_pb2 as mc
 
@@ -26,13 +27,19 @@ CONFIG = "config.pbtxt"
 LINEAGE = "lineage.json"
 
 
+class LineageSource(Protocol):
+    """A lineage record that is made once the repository has numbered its version."""
+
+    def complete(self, version: int, parent_version: int | None) -> dict: ...
+
+
 @dataclass(frozen=True)
 class NewVersion:
-    """A model file to add as the next version, with its lineage record (version filled in here)."""
+    """A model file to add as the next version, with its lineage (a record numbered here)."""
 
     model_file: Path
     filename: str  # model.onnx | model.pt
-    lineage: dict
+    lineage: LineageSource | Mapping
     parent_key: str | None = None  # key of another NewVersion in the same write that this one derives from
     key: str = ""
 
@@ -175,9 +182,13 @@ def _stage(repository: Path, staging_root: Path, write: ModelWrite) -> _Staged:
         version_dir = staged_dir / str(number)
         version_dir.mkdir()
         shutil.copyfile(item.model_file, version_dir / item.filename)
-        lineage = dict(item.lineage, version=number)
-        if item.parent_key is not None:
-            lineage["parent_version"] = by_key.get(item.parent_key)
+        parent = by_key.get(item.parent_key) if item.parent_key is not None else None
+        if isinstance(item.lineage, Mapping):
+            lineage = dict(item.lineage, version=number)
+            if item.parent_key is not None:
+                lineage["parent_version"] = parent
+        else:
+            lineage = item.lineage.complete(number, parent)
         (version_dir / LINEAGE).write_text(json.dumps(lineage, indent=2) + "\n")
     config_text = to_pbtxt(write.make_config(existing + numbers))
     (staged_dir / CONFIG).write_text(config_text)

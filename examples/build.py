@@ -17,7 +17,7 @@ NAMES = ("digits", "minilm")
 
 def ensure_digits_artifacts(console: Console | None = None) -> Path:
     artifacts = EXAMPLES / "digits" / "artifacts"
-    if not all((artifacts / f).is_file() for f in ("digits.pt", "val.npz", "calib.npz")):
+    if not all((artifacts / f).is_file() for f in ("digits.pt", "val.npz", "calib.npz", "train.npz")):
         import sys
 
         sys.path.insert(0, str(EXAMPLES / "digits"))
@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("builds/examples"))
     parser.add_argument("--only", choices=NAMES, action="append")
     args = parser.parse_args()
-    console = Console(stderr=True)
+    console = Console(stderr=True, log_path=False)
     results = build_examples(args.repository, args.output, tuple(args.only or NAMES), console=console)
     for name, result in results.items():
         console.print(f"[bold]{name}[/]: written {result.written}; report {result.reports['markdown']}")

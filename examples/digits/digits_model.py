@@ -1,8 +1,9 @@
 """A small CNN for scikit-learn's 8×8 digits, trained from scratch (seeded) in seconds.
 
 `python examples/digits/digits_model.py` writes, under `examples/digits/artifacts/`:
-`digits.pt` (state dict), `val.npz` (held-out test split: pixels + labels) and `calib.npz`
-(a slice of the training split, for static INT8 calibration).
+`digits.pt` (state dict), `val.npz` (held-out test split: pixels + labels), `calib.npz`
+(a slice of the training split, for static INT8 calibration) and `train.npz` (the training split,
+for quantization-aware fine-tuning).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def train(out_dir: Path = ARTIFACTS, seed: int = 0, epochs: int = 30) -> float:
     torch.save(model.state_dict(), out_dir / "digits.pt")
     np.savez(out_dir / "val.npz", pixels=x_test, labels=y_test)
     np.savez(out_dir / "calib.npz", pixels=x_train[:512], labels=y_train[:512])
+    np.savez(out_dir / "train.npz", pixels=x_train, labels=y_train)
     return accuracy
 
 

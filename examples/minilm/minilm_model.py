@@ -113,6 +113,37 @@ PAIRS: list[tuple[str, str]] = [
 ]
 
 
+# The accuracy-control search scores on these, never on the validation pairs the gate judges:
+# sentences of the same everyday kind, made from a small grammar so there are enough of them.
+SEARCH_SUBJECTS = [
+    "The old fisherman",
+    "My neighbour's daughter",
+    "A delivery driver",
+    "The city council",
+    "Our chemistry teacher",
+    "A tired nurse",
+    "The hotel manager",
+    "Two young engineers",
+]
+SEARCH_PREDICATES = [
+    "repaired the broken fence before the storm arrived.",
+    "is looking for a cheaper apartment near the station.",
+    "forgot to bring the tickets to the concert.",
+    "announced new opening hours for the public library.",
+    "spent the whole weekend painting the garden shed.",
+    "asked how long the train journey to the coast takes.",
+    "complained that the internet was slow again this morning.",
+    "wants to learn Spanish before travelling to Mexico.",
+]
+
+
+def search_batches(batch_size: int = 16) -> Iterator[tuple[dict[str, np.ndarray], None]]:
+    """Sentences for the accuracy-control search (no labels: it scores cosine to the FP32 baseline)."""
+    sentences = [f"{s} {p}" for s in SEARCH_SUBJECTS for p in SEARCH_PREDICATES]
+    for start in range(0, len(sentences), batch_size):
+        yield tokenize(sentences[start : start + batch_size]), None
+
+
 class SentenceEncoder(nn.Module):
     """Token ids + attention mask → L2-normalized mean-pooled embedding (as sentence-transformers)."""
 

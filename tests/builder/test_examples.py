@@ -20,9 +20,10 @@ def test_digits_meets_accuracy_and_writes_three_versions(example_builds):
         "fp32": ACCEPTED,
         "int8-static": ACCEPTED,
         "fp16": ACCEPTED,
-    }
+        "qat-int8": ACCEPTED,
+    }, {v.name: v.reason for v in digits.variants}
     model = read_model(repository, "digits")
-    assert [v.lineage["variant"] for v in model.versions] == ["fp32", "int8-static", "fp16"]
+    assert [v.lineage["variant"] for v in model.versions] == ["fp32", "int8-static", "fp16", "qat-int8"]
     by_name = {v.name: v for v in digits.variants}
     assert by_name["int8-static"].size_bytes * 3 < by_name["fp32"].size_bytes
 
@@ -53,6 +54,36 @@ def test_minilm_gate_rejects_per_tensor_and_accepts_per_channel(example_builds):
     assert minilm["fp32"].size_bytes / per_channel.size_bytes >= 3.9
     written = [v.lineage["variant"] for v in read_model(repository, "minilm").versions]
     assert "int8-dynamic" not in written and "int8-dynamic-per-channel" in written
+
+
+def test_minilm_accuracy_control_brings_per_tensor_int8_within_budget(example_builds):
+    repository, results = example_builds
+    minilm = {v.name: v for v in results["minilm"].variants}
+    controlled = minilm["int8-dynamic-controlled"]
+    assert controlled.status == ACCEPTED, controlled.reason
+    assert minilm["int8-dynamic"].status == REJECTED  # the same quantization without the search
+    primary, retrieval = controlled.decision.checks
+    assert primary.drop <= 0.01 and retrieval.drop <= 0.02
+    trace = controlled.artifact.accuracy_control
+    assert 1 <= len(trace.excluded) <= 6 and trace.result.outcome.value == "within-budget"
+    assert all(node.endswith("/MatMul") for node in trace.excluded)
+    ref = results["minilm"].version_of("int8-dynamic-controlled")
+    lineage = json.loads((repository / "minilm" / str(ref.version) / "lineage.json").read_text())
+    assert lineage["accuracy_control"]["excluded_nodes"] == trace.excluded
+    assert "accuracy_control.dataset" in lineage["accuracy_control"]["search_set"]
+    report = results["minilm"].reports["markdown"].read_text()
+    assert "## Accuracy control: int8-dynamic-controlled (accepted)" in report
+
+
+def test_digits_qat_next_to_static_int8(example_builds):
+    _, results = example_builds
+    digits = {v.name: v for v in results["digits"].variants}
+    qat, static = digits["qat-int8"], digits["int8-static"]
+    assert qat.status == ACCEPTED and qat.decision.checks[0].drop <= 0.01
+    assert qat.size_bytes * 3 < digits["fp32"].size_bytes  # INT8 weights
+    assert qat.performance.accepted and static.performance.accepted
+    assert qat.artifact.steps[0].name == "qat-fine-tune"
+    assert "## Training: qat-int8 (accepted)" in results["digits"].reports["markdown"].read_text()
 
 
 def test_minilm_versions_take_dynamic_batch_and_sequence(example_builds):

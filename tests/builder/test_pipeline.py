@@ -8,6 +8,16 @@ import pytest
 
 from tests.builder.test_repository import tree_digest
 from tests.builder.tiny_models import write_tiny_project
+from tritium.builder.events import (
+    EventLog,
+    StageFinished,
+    StageStarted,
+    TaskAdvanced,
+    TaskFinished,
+    TaskStarted,
+    VariantFinished,
+    VariantStarted,
+)
 from tritium.builder.pipeline import ACCEPTED, REJECTED, build_recipe
 from tritium.builder.repository import read_model
 from tritium.errors import BudgetError
@@ -17,12 +27,15 @@ from tritium.errors import BudgetError
 def first_build(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
     recipe = write_tiny_project(root / "project")
-    result = build_recipe(recipe, repository=root / "repo", output_dir=root / "out", show_progress=False)
-    return root, recipe, result
+    events = EventLog()
+    result = build_recipe(
+        recipe, repository=root / "repo", output_dir=root / "out", show_progress=False, on_event=events
+    )
+    return root, recipe, result, events
 
 
 def test_every_variant_is_accepted_and_written(first_build):
-    root, _, result = first_build
+    root, _, result, _ = first_build
     assert [v.status for v in result.variants] == [ACCEPTED] * 5
     assert result.written == {"tiny": [1, 2, 3, 4], "tiny_torchscript": [1]}
     onnx_model = read_model(root / "repo", "tiny")
@@ -32,7 +45,7 @@ def test_every_variant_is_accepted_and_written(first_build):
 
 
 def test_lineage_records_the_build(first_build):
-    root, _recipe, result = first_build
+    root, _recipe, result, _ = first_build
     lineage = json.loads((root / "repo" / "tiny" / "3" / "lineage.json").read_text())
     assert lineage["variant"] == "int8-static"
     assert lineage["parent_version"] == 1  # derived from this build's fp32 version
@@ -48,7 +61,7 @@ def test_lineage_records_the_build(first_build):
 
 
 def test_int8_is_smaller_and_matches_labels(first_build):
-    root, _, result = first_build
+    root, _, result, _ = first_build
     by_name = {v.name: v for v in result.variants}
     assert by_name["int8-dynamic-per-channel"].size_bytes < by_name["fp32"].size_bytes
     session = ort.InferenceSession(
@@ -60,7 +73,7 @@ def test_int8_is_smaller_and_matches_labels(first_build):
 
 
 def test_reports_are_written(first_build):
-    _root, _, result = first_build
+    _root, _, result, _ = first_build
     assert result.reports["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = result.reports["markdown"].read_text()
     assert "int8-dynamic-per-channel" in text and "accepted" in text
@@ -70,7 +83,7 @@ def test_reports_are_written(first_build):
 
 
 def test_rebuild_adds_new_versions(first_build, tmp_path):
-    root, recipe, _ = first_build
+    root, recipe, _, _ = first_build
     second = build_recipe(recipe, repository=root / "repo", output_dir=tmp_path, show_progress=False)
     assert second.written == {"tiny": [5, 6, 7, 8], "tiny_torchscript": [2]}
     assert list(read_model(root / "repo", "tiny").config.version_policy.specific.versions) == list(
@@ -152,3 +165,24 @@ def test_no_batching_with_a_dynamic_first_axis(tmp_path):
     assert [c["batch"] for c in result.export_checks] == [1]
     config = read_model(tmp_path / "repo", "tiny").config
     assert config.max_batch_size == 0 and list(config.input[0].dims) == [-1, 16]
+
+
+def test_the_build_emits_its_events(first_build):
+    _, _, result, events = first_build
+    stages = [e.stage for e in events.of(StageStarted)]
+    assert stages == ["loading", "baseline", "export", "variants", "profiling", "writing"]
+    assert [e.stage for e in events.of(StageFinished)] == stages
+    assert [(e.variant, e.parent) for e in events.of(VariantStarted)] == [
+        ("fp32", "export"),
+        ("int8-dynamic-per-channel", "fp32"),
+        ("int8-static", "fp32"),
+        ("fp16", "fp32"),
+        ("torchscript", "source"),
+    ]
+    assert [(e.variant, e.status) for e in events.of(VariantFinished)] == [
+        (v.name, v.status) for v in result.variants
+    ]
+    started = {e.task: e for e in events.of(TaskStarted)}
+    assert {e.task for e in events.of(TaskFinished)} == set(started)  # every task ends
+    advanced = [e for e in events.of(TaskAdvanced) if started[e.task].description == "variants"]
+    assert sum(e.advance for e in advanced) == 5

@@ -73,6 +73,55 @@ class TinyBertEncoder(nn.Module):
         return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, 0]
 
 
+class OutlierMlp(nn.Module):
+    """16-64-64-4 with one hidden unit 1000x larger (the next layer reads it 1000x smaller): the same
+    function, but per-tensor INT8 of the middle layer spends its whole range on that unit, and the
+    last layer's dynamic input quantization does the same. Keeping those in FP32 restores it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 4))
+        with torch.no_grad():
+            self.net[2].weight[0] *= 1000
+            self.net[2].bias[0] *= 1000
+            self.net[4].weight[:, 0] /= 1000
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class SmallMlp(nn.Module):
+    """16-64-64-4, for quantization-aware training."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class NoWeights(nn.Module):
+    """Nothing a quantizer could make smaller."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x * 2.0 - 1.0)[:, :4]
+
+
+def outlier_mlp() -> OutlierMlp:
+    torch.manual_seed(0)
+    return OutlierMlp().eval()
+
+
+def small_mlp() -> SmallMlp:
+    torch.manual_seed(0)
+    return SmallMlp().eval()
+
+
+def no_weights() -> NoWeights:
+    return NoWeights()
+
+
 def var_args() -> VarArgs:
     torch.manual_seed(0)
     return VarArgs()
@@ -184,3 +233,131 @@ def write_bert_project(folder: Path, **overrides) -> Path:
     path = folder / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     return path
+
+
+def write_outlier_project(folder: Path, **overrides) -> Path:
+    """The outlier MLP (labels = its own argmax), 256 validation samples and a per-tensor dynamic INT8
+    variant under accuracy control, scored on a quarter of the validation set held out from the gate."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 16)).astype(np.float32)
+    with torch.inference_mode():
+        labels = outlier_mlp()(torch.from_numpy(x)).argmax(1).numpy()
+    np.savez(folder / "val.npz", x=x, labels=labels)
+    recipe = {
+        "name": "outlier",
+        "source": {"kind": "pytorch", "factory": "tests.builder.tiny_models:outlier_mlp"},
+        "inputs": [{"name": "x", "dtype": "FP32", "shape": ["batch", 16], "range": [-2, 2]}],
+        "outputs": [{"name": "logits"}],
+        "validation": {"dataset": {"kind": "npz", "path": "val.npz", "batch_size": 64}, "metric": "top1"},
+        "budget": 0.03,
+        "variants": [
+            {"kind": "onnx-int8-dynamic", "per_channel": False, "objective": "none"},
+            {
+                "kind": "onnx-int8-dynamic",
+                "per_channel": False,
+                "objective": "none",
+                "accuracy_control": {"max_excluded_nodes": 3},
+            },
+        ],
+        "triton": {"max_batch_size": 8},
+        "profile": {"iterations": 3, "warmup": 1, "max_seconds_per_point": 0.2},
+    }
+    recipe.update(overrides)
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def blobs(samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Four Gaussian classes in 16 dimensions (a trained model reaches ~0.9 accuracy, not 1.0)."""
+    means = np.random.default_rng(42).normal(size=(4, 16))
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, samples)
+    return (means[labels] + rng.normal(size=(samples, 16))).astype(np.float32), labels
+
+
+WIDE_UNITS, WIDE_FACTOR = 4, 200.0
+
+
+def train_wide_mlp(path: Path) -> None:
+    """Train SmallMlp on the blobs, then widen its first activation's range: 4 of its 64 units 200x
+    larger, the next layer reading them 200x smaller (the same function in FP32). One per-tensor
+    scale for that activation then leaves the other 60 units a few levels each."""
+    x, labels = blobs(4096, 1)
+    inputs, targets = torch.from_numpy(x), torch.from_numpy(labels)
+    model = small_mlp()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(0)
+    model.train()
+    for _ in range(30):
+        for index in torch.randperm(len(inputs), generator=generator).split(128):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(inputs[index]), targets[index]).backward()
+            optimizer.step()
+    with torch.no_grad():
+        model.net[0].weight[:WIDE_UNITS] *= WIDE_FACTOR
+        model.net[0].bias[:WIDE_UNITS] *= WIDE_FACTOR
+        model.net[2].weight[:, :WIDE_UNITS] /= WIDE_FACTOR
+    torch.save(model.state_dict(), path)
+
+
+def write_qat_project(folder: Path, **overrides) -> Path:
+    """A trained MLP with a wide activation range (see train_wide_mlp) and its data: static INT8
+    calibrated on it loses more than the budget; quantization-aware training fine-tunes the weights
+    to the coarse activation grid and stays within it (the same QAT without training does not)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    train_wide_mlp(folder / "wide.pt")
+    for name, (samples, seed) in {"train": (4096, 1), "val": (1024, 2)}.items():
+        x, labels = blobs(samples, seed)
+        np.savez(folder / f"{name}.npz", x=x, labels=labels)
+    np.savez(folder / "calib.npz", x=blobs(512, 3)[0])
+    recipe = {
+        "name": "wide",
+        "source": {
+            "kind": "pytorch",
+            "factory": "tests.builder.tiny_models:small_mlp",
+            "state_dict": "wide.pt",
+        },
+        "inputs": [{"name": "x", "dtype": "FP32", "shape": ["batch", 16], "range": [-3, 3]}],
+        "outputs": [{"name": "logits"}],
+        "validation": {"dataset": {"kind": "npz", "path": "val.npz", "batch_size": 256}, "metric": "top1"},
+        "budget": 0.03,
+        "variants": [
+            {
+                "kind": "onnx-int8-static",
+                "objective": "none",
+                "calibration": {"dataset": {"kind": "npz", "path": "calib.npz", "labels": None}},
+            },
+            {"kind": "qat-int8", "objective": "none"},
+            # the same fake quantization with (practically) no weight updates: what training adds
+            {
+                "kind": "qat-int8",
+                "name": "qat-untrained",
+                "objective": "none",
+                "learning_rate": 1e-12,
+                "epochs": 1,
+            },
+        ],
+        "training": {
+            "dataset": {"kind": "npz", "path": "train.npz"},
+            "loss": "cross_entropy",
+            "epochs": 4,
+            "learning_rate": 0.003,
+            "batch_size": 128,
+            "seed": 0,
+        },
+        "triton": {"max_batch_size": 8},
+        "profile": {"iterations": 3, "warmup": 1, "max_seconds_per_point": 0.2},
+    }
+    recipe.update(overrides)
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def calibrate_only(model: nn.Module, batches: int = 1) -> None:
+    """A training factory: the user's own loop (here it only runs a few batches to set the observers)."""
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(batches):
+        model(torch.randn(32, 16, generator=generator))

@@ -67,7 +67,15 @@ def test_the_wheel_installs_one_top_level_name(dist: Path) -> None:
     (wheel,) = dist.glob("tritium-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert {name.split("/")[0] for name in names} == {"tritium", wheel.name.split("-py")[0] + ".dist-info"}
-    for module in ("cli", "errors", "extras", "builder/pipeline", "serving/local", "gateway/app"):
+    for module in (
+        "cli",
+        "errors",
+        "extras",
+        "builder/pipeline",
+        "builder/steps/base",
+        "serving/local",
+        "gateway/app",
+    ):
         assert f"tritium/{module}.py" in names, module
     assert "tritium/serving/templates/model.py" in names  # the Python-backend model template
     assert not any(name.startswith("tritium/tests") or "__pycache__" in name for name in names)
