@@ -161,18 +161,23 @@ def _candidate(
     from tritium.builder.pipeline import build_recipe
 
     result = build_recipe(recipe, repository=repository)
+    name = result.recipe.recipe.name
     written = [
-        v for v in result.accepted if v.model_name == result.recipe.recipe.name and v.version is not None
+        (v, ref)
+        for v in result.accepted
+        if (ref := result.version_of(v.name)) is not None
+        and ref.model == name
+        and (variant is None or v.name == variant)
     ]
-    if variant is not None:
-        written = [v for v in written if v.name == variant]
     if not written:
         raise UserInputError(
-            f"the build wrote no {'variant ' + repr(variant) if variant else 'ONNX variant'} to release",
+            f"the build wrote no {'variant ' + repr(variant) if variant else 'variant'} of {name!r} to release",
             hint="see the build report",
         )
-    fastest = min(written, key=lambda v: min((p.p50_ms for p in v.latency), default=float("inf")))
-    return fastest.model_name, fastest.version, result.recipe.recipe.validation.metric.value  # type: ignore[return-value]
+    _fastest, ref = min(
+        written, key=lambda pair: min((p.p50_ms for p in pair[0].latency), default=float("inf"))
+    )
+    return ref.model, ref.version, result.recipe.recipe.validation.metric.value
 
 
 def _recipe_name(recipe: Path) -> str:
