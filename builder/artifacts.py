@@ -51,6 +51,10 @@ class Artifact:
     notes: tuple[str, ...] = ()
     accuracy_control: SearchTrace | None = None
     training: TrainingSummary | None = None
+    # a size objective judged on the xz-compressed file (unstructured sparsity shows only there)
+    judge_compressed: bool = False
+    # what rebuilds a structurally pruned model: factory + state dict, then this plan replayed
+    pruning: dict | None = None
 
     @property
     def filename(self) -> str:
