@@ -306,11 +306,8 @@ class PruneStructuredVariant(_Variant, _Tuning):
     )
     ignored_layers: list[str] = Field(
         default_factory=list,
-        description="Module names (or name prefixes) left whole, e.g. the hidden-size layers of a transformer",
-    )
-    heads: bool = Field(
-        default=False,
-        description="Prune whole attention heads of transformers (HF BERT-style self-attention modules)",
+        description="Module names, name prefixes or globs ('*.attention.*') left whole, e.g. the hidden-size "
+        "layers of a transformer",
     )
 
 

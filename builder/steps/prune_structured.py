@@ -53,6 +53,13 @@ def _output_layers(model, example) -> set[str]:
     return {order[-1]} if order else set()
 
 
+def _matches(name: str, pattern: str) -> bool:
+    """A module name, a prefix of it (a whole block), or a glob (``*.attention.*``)."""
+    from fnmatch import fnmatchcase
+
+    return name == pattern or name.startswith(pattern + ".") or fnmatchcase(name, pattern)
+
+
 def replay(model, example, plan: dict):
     """Apply a recorded pruning ``plan`` to ``model`` (the factory's, source weights loaded)."""
     import torch_pruning as tp
@@ -89,13 +96,13 @@ class PruneStructured(Technique):
                 hint="prune-structured removes Conv channels and Linear neurons; remove the variant for this model",
             )
         kept = _output_layers(model, example)
-        unknown = [p for p in spec.ignored_layers if not any(n == p or n.startswith(p + ".") for n in roots)]
+        unknown = [p for p in spec.ignored_layers if not any(_matches(n, p) for n in roots)]
         if unknown:
             raise ExportError(
                 f"variant {job.name}: ignored_layers {unknown} name no Conv/Linear layer of the model",
                 hint=f"use module names such as {sorted(roots)[:4]}",
             )
-        kept |= {n for n in roots for p in spec.ignored_layers if n == p or n.startswith(p + ".")}
+        kept |= {n for n in roots for p in spec.ignored_layers if _matches(n, p)}
         if not set(roots) - kept:
             raise ExportError(
                 f"variant {job.name}: no prunable layers left: every Conv/Linear is an output layer or ignored",

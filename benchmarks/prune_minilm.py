@@ -1,0 +1,119 @@
+"""minilm: the structured-pruning trade-off curve (FFN neurons kept vs cosine vs b32 latency).
+
+Builds all-MiniLM-L6-v2 with `prune-structured` at several amounts of the FFN's intermediate
+neurons removed (1536 → 1152, 768, 384 per layer), keeping the attention and hidden-size layers
+whole (`ignored_layers: ["*.attention.*", "*.output.dense"]`: torch-pruning's defaults crashed on
+MiniLM with torch 2.13), each fine-tuned for a few epochs on the teacher's embeddings of the
+accuracy-control sentences (`minilm_model:search_batches`, never the validation pairs), gated on
+cosine (1 % budget) and neighbour top-1. Then times each against the FP32 version at batch 32,
+sequence 128, like the build's performance rule (interleaved rounds, one thread).
+
+    .venv/bin/python -m benchmarks.prune_minilm [--amounts 0.25 0.5 0.75] [--epochs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+from benchmarks.cpu_info import cpu_description
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--amounts", type=float, nargs="+", default=[0.25, 0.5, 0.75])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    args = parser.parse_args()
+    sys.path[:0] = [str(ROOT), str(ROOT / "examples" / "minilm")]
+    import numpy as np
+
+    from tritium.builder.data import synthetic_inputs
+    from tritium.builder.perf_gate import measure_once
+    from tritium.builder.pipeline import build_recipe
+    from tritium.builder.runners import OrtRunner
+
+    recipe = yaml.safe_load((ROOT / "examples" / "minilm" / "recipe.yaml").read_text())
+    recipe["variants"] = [{"kind": "onnx-fp32", "objective": "none"}] + [
+        {
+            "kind": "prune-structured",
+            "name": f"ffn-{round(1536 * (1 - amount))}",
+            "amount": amount,
+            "ignored_layers": ["*.attention.*", "*.output.dense"],
+            "objective": "none",
+        }
+        for amount in args.amounts
+    ]
+    recipe["training"] = {
+        "dataset": {"kind": "factory", "factory": "minilm_model:search_batches"},
+        "loss": "cosine",
+        "epochs": args.epochs,
+        "learning_rate": args.learning_rate,
+        "seed": 0,
+    }
+    recipe["profile"] = {**recipe["profile"], "batch_sizes": [32], "iterations": 3}
+    with tempfile.TemporaryDirectory(prefix="tritium-minilm-prune-") as tmp:
+        path = Path(tmp) / "recipe.yaml"
+        path.write_text(yaml.safe_dump(recipe))
+        started = time.perf_counter()
+        result = build_recipe(
+            path, repository=Path(tmp) / "repo", output_dir=Path(tmp) / "out", show_progress=False
+        )
+        seconds = time.perf_counter() - started
+        fp32 = result.version_of("fp32")
+        reference = OrtRunner(
+            Path(tmp) / "repo" / "minilm" / str(fp32.version) / "model.onnx", "fp32", 1, spinning=False
+        )
+        parsed = result.recipe.recipe
+        settings = parsed.performance.model_copy(update={"rounds": 5, "seconds": 0.0})
+        inputs = synthetic_inputs(parsed.inputs, 32, {"sequence": 128}, np.random.default_rng(0))
+        speed = {}
+        for variant in result.variants:
+            ref = result.version_of(variant.name)
+            if ref is None or variant.name == "fp32":
+                continue
+            runner = OrtRunner(
+                Path(tmp) / "repo" / "minilm" / str(ref.version) / "model.onnx",
+                variant.name,
+                1,
+                spinning=False,
+            )
+            speed[variant.name] = 1 / measure_once(runner, reference, inputs, 32, settings).ratio
+
+    print(
+        f"minilm structured pruning, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu_description()}; "
+        f"build {seconds:.0f} s; fine-tuning {args.epochs} epochs, lr {args.learning_rate}, cosine to the teacher"
+    )
+    print(
+        "| variant | FFN kept | status | cosine | neighbour top-1 | params | MB | speed-up b32 (1 thread) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for v in result.variants:
+        checks = v.decision.checks if v.decision else ()
+        cells = [
+            v.name,
+            v.name.removeprefix("ffn-") if v.name.startswith("ffn-") else "1536",
+            v.status.value,
+            f"{checks[0].value:.4f}" if checks else "—",
+            f"{checks[1].value:.3f}" if len(checks) > 1 else "—",
+            str(v.stats.parameters) if v.stats else "—",
+            f"{v.stats.raw_bytes / 1e6:.1f}" if v.stats else "—",
+            f"{speed[v.name]:.2f}×" if v.name in speed else ("1.00×" if v.name == "fp32" else "—"),
+        ]
+        print("| " + " | ".join(cells) + " |")
+        if v.status.value != "accepted":
+            print(f"  ({v.name}: {v.reason})")
+    passing = [v.name for v in result.variants if v.name != "fp32" and v.status.value == "accepted"]
+    print(f"points within the 1 % cosine gate: {passing or 'none'}")
+
+
+if __name__ == "__main__":
+    main()
