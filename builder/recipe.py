@@ -338,6 +338,12 @@ class DistillVariant(_Variant, _Tuning):
     control: bool = Field(
         default=True, description="Also train the student without the teacher and report it"
     )
+    labelled: int | None = Field(
+        default=None,
+        ge=1,
+        description="Keep the labels of only the first N training samples: the rest is an unlabelled transfer "
+        "set only the teacher can teach from (the control trains on the N labelled ones)",
+    )
 
 
 class TorchScriptVariant(_Variant):

@@ -131,7 +131,8 @@ def _details(details: dict) -> list[str]:
     if "student_parameters" in details:
         facts.append(
             f"student {details['student']} {details['student_kwargs']}: {details['student_parameters']} "
-            f"parameters, {details['parameter_reduction']}x fewer than the teacher; loss: {details['loss']}"
+            f"parameters, {details['parameter_reduction']}x fewer than the teacher; loss: {details['loss']}; "
+            f"{details['labelled_samples']} labelled of {details['transfer_samples']} training samples"
         )
     control = details.get("control")
     if control and control.get("trained") and "value" in control:

@@ -19,13 +19,35 @@ from pathlib import Path
 
 from tritium.builder.artifacts import Artifact, Recorder
 from tritium.builder.context import BuildContext
+from tritium.builder.data import Batch, EvalSet
 from tritium.builder.imports import import_callable
 from tritium.builder.model_stats import torch_parameters
 from tritium.builder.recipe import DistillVariant, LossName, Recipe
 from tritium.builder.runners import TorchRunner, default_threads
 from tritium.builder.steps.base import Job, Parent, Technique
 from tritium.builder.steps.finetuned import export_trained, needs_torch_and_training, train
-from tritium.errors import ExportError, UserInputError, cause_text
+from tritium.builder.training import load_training_set
+from tritium.errors import DatasetError, ExportError, UserInputError, cause_text
+
+UNLABELLED = -1  # the label of a transfer-set sample whose label is withheld (``labelled:``)
+
+
+def split_labels(data: EvalSet, labelled: int) -> tuple[EvalSet, EvalSet]:
+    """The training set with labels withheld past the first ``labelled`` samples, and those first ones alone."""
+    import numpy as np
+
+    if data.labels is None:
+        raise DatasetError(
+            "distill 'labelled' withholds labels, but the training set has none",
+            hint="leave 'labelled' out for an unlabelled transfer set",
+        )
+    names = list(data.batches[0].inputs)
+    inputs = {n: np.concatenate([b.inputs[n] for b in data.batches]) for n in names}
+    labels = data.labels.copy()
+    labels[labelled:] = UNLABELLED
+    masked = EvalSet(data.name, (Batch(inputs, labels),))
+    first = EvalSet(data.name, (Batch({n: v[:labelled] for n, v in inputs.items()}, data.labels[:labelled]),))
+    return masked, first
 
 
 def soft_target_loss(temperature: float, alpha: float):
@@ -41,7 +63,10 @@ def soft_target_loss(temperature: float, alpha: float):
         ) * (temperature**2)
         if labels is None:
             return soft
-        hard = functional.cross_entropy(output, torch.as_tensor(labels, dtype=torch.long))
+        labels = torch.as_tensor(labels, dtype=torch.long)
+        if not bool((labels >= 0).any()):  # a batch of the unlabelled transfer set: the teacher alone
+            return soft
+        hard = functional.cross_entropy(output, labels, ignore_index=UNLABELLED)
         return alpha * soft + (1 - alpha) * hard
 
     return loss
@@ -97,7 +122,12 @@ class Distill(Technique):
             )
         else:  # embeddings: the teacher's outputs are the targets, with the recipe's mse/cosine loss
             loss, described = None, f"{training.loss.value} to the teacher's outputs"
-        summary = train(student, ctx, spec, self.kind, job.name, recorder, loss_fn=loss, needs_teacher=True)
+        data = labelled_only = None
+        if spec.labelled is not None and classifier:
+            data, labelled_only = split_labels(load_training_set(ctx.loaded, training), spec.labelled)
+        summary = train(
+            student, ctx, spec, self.kind, job.name, recorder, loss_fn=loss, needs_teacher=True, data=data
+        )
         path = export_trained(student, ctx, job.name, recorder)
         teacher_parameters = torch_parameters(ctx.source.module)
         details = {
@@ -110,10 +140,12 @@ class Distill(Technique):
             "teacher_parameters": teacher_parameters,
             "student_parameters": torch_parameters(student),
             "parameter_reduction": round(teacher_parameters / max(torch_parameters(student), 1), 3),
+            "labelled_samples": spec.labelled if labelled_only is not None else summary.samples,
+            "transfer_samples": summary.samples,
         }
         notes: tuple[str, ...] = ()
         if spec.control and classifier:
-            control, control_summary = self.control(job, ctx, initial)
+            control, control_summary = self.control(job, ctx, initial, labelled_only, summary.samples)
             notes = (_compare_note(job, ctx, student, control),)  # adds the student's value to it
             details["control"] = control | {"losses": [float(f"{x:.6g}") for x in control_summary.losses]}
         elif spec.control:
@@ -132,14 +164,38 @@ class Distill(Technique):
             training=replace(summary, details=details),
         )
 
-    def control(self, job: Job, ctx: BuildContext, initial: dict) -> tuple[dict, object]:
-        """The same student from the same weights, trained on the labels alone, scored on the gate's set."""
+    def control(
+        self, job: Job, ctx: BuildContext, initial: dict, data: EvalSet | None, transfer: int
+    ) -> tuple[dict, object]:
+        """The same student from the same weights, trained on the labels alone (``data``: only the
+        labelled samples), scored on the gate's set."""
         spec: DistillVariant = job.variant
         model = self.student(job, ctx, ctx.recipe.training.seed)
         model.load_state_dict(initial)
-        summary = train(model, ctx, spec, f"{self.kind}-control", f"{job.name} (control)", Recorder())
+        epochs = None
+        if data is not None:
+            # as many optimizer steps as the student took over the whole transfer set: fewer samples
+            # in as many epochs would leave the control undertrained, and the comparison unfair
+            size = ctx.recipe.training.batch_size
+            student_steps = (spec.epochs or ctx.recipe.training.epochs) * -(-transfer // size)
+            epochs = -(-student_steps // -(-data.samples // size))
+        summary = train(
+            model,
+            ctx,
+            spec,
+            f"{self.kind}-control",
+            f"{job.name} (control)",
+            Recorder(),
+            epochs=epochs,
+            data=data,
+        )
         model.eval()
-        scored = {"trained": True, "epochs": summary.epochs, "seconds": round(summary.seconds, 2)}
+        scored = {
+            "trained": True,
+            "epochs": summary.epochs,
+            "samples": summary.samples,
+            "seconds": round(summary.seconds, 2),
+        }
         if ctx.gate is not None:
             recipe = ctx.recipe
             runner = TorchRunner(

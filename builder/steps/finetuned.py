@@ -23,15 +23,22 @@ def needs_torch_and_training(what: str, recipe: Recipe) -> str | None:
 
 
 def train(
-    module, ctx: BuildContext, variant, technique: str, name: str, recorder: Recorder, **options
+    module,
+    ctx: BuildContext,
+    variant,
+    technique: str,
+    name: str,
+    recorder: Recorder,
+    epochs: int | None = None,
+    **options,
 ) -> TrainingSummary:
     """Fine-tune ``module`` in place with the recipe's ``training`` (the variant's epochs/learning rate
-    override it), with a progress task, and record the run as a step."""
+    override it, ``epochs`` both), with a progress task, and record the run as a step."""
     import torch
 
     training = ctx.recipe.training
     assert training is not None  # the planner blocks the variant otherwise
-    epochs = variant.epochs or training.epochs
+    epochs = epochs or variant.epochs or training.epochs
     learning_rate = variant.learning_rate or training.learning_rate
     threads = torch.get_num_threads()
     with ctx.task(f"variant {name}: {technique}", epochs if training.factory is None else None) as task:

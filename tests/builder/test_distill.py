@@ -32,6 +32,18 @@ def test_student_and_control_are_both_trained_and_reported(cnn_build):
     assert lineage["training"]["technique"] == "distill" and lineage["training"]["epochs"] == 12
 
 
+def test_with_few_labels_the_teacher_teaches_from_the_unlabelled_rest(cnn_build):
+    _, _, by_name = cnn_build
+    student = by_name["distill-few-labels"]
+    details = student.artifact.training.details
+    assert details["labelled_samples"] == 50 and details["transfer_samples"] == 1437
+    control = details["control"]
+    assert control["samples"] == 50  # the control has only the labelled samples
+    # ... for as many optimizer steps as the student: 12 epochs x 23 batches over 1 batch of 50
+    assert control["epochs"] == 12 * 23
+    assert control["student_value"] > control["value"]  # here distillation beats its control
+
+
 def test_the_gate_judges_the_student(tmp_path):
     recipe = write_cnn_project(
         tmp_path / "p",

@@ -450,6 +450,15 @@ def write_cnn_project(folder: Path, **overrides) -> Path:
                 "learning_rate": 0.005,
                 "objective": "none",
             },
+            {
+                "kind": "distill",
+                "name": "distill-few-labels",
+                "student": {"kwargs": {"width": 4}},
+                "labelled": 50,
+                "epochs": 12,
+                "learning_rate": 0.005,
+                "objective": "none",
+            },
         ],
         "training": {
             "dataset": {"kind": "npz", "path": "train.npz"},
