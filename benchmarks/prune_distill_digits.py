@@ -111,6 +111,17 @@ def main() -> None:
             speed >= 1.5 and drop <= 0.01,
             f"{speed:.2f}×, drop {drop:+.4f}",
         )
+    for name in ("distill", "distill-50-labels"):
+        student = by_name.get(name)
+        if student and student.artifact:
+            details = student.artifact.training.details
+            control = details.get("control", {})
+            print(
+                f"- {name}: {details['labelled_samples']} labelled of {details['transfer_samples']} samples; "
+                f"distilled top1 {control.get('student_value', float('nan')):.4f}, control (same student, "
+                f"no teacher, {control.get('samples')} samples, {control.get('epochs')} epochs) "
+                f"{control.get('value', float('nan')):.4f}"
+            )
     student = by_name.get("distill")
     if student and student.artifact:
         details = student.artifact.training.details
