@@ -16,6 +16,7 @@ torch 2.13 torch-pruning's defaults crashed there).
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from importlib import metadata
 
 from tritium.builder.artifacts import Artifact, Recorder, StepRecord
@@ -167,8 +168,6 @@ class PruneStructured(Technique):
             "macs_after": int(after_macs),
         }
         recorder.add(StepRecord("pruning-plan", {"groups": len(history)}, 0.0))
-        from dataclasses import replace
-
         details = {k: v for k, v in plan.items() if k != "history"} | {
             "torch_parameters": torch_parameters(model)
         }

@@ -11,6 +11,7 @@ exact zeros. Dense kernels do not skip zeros, so the model is no faster; its fil
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 from tritium.builder.artifacts import Artifact, Recorder, StepRecord
 from tritium.builder.context import BuildContext
@@ -117,8 +118,6 @@ class PruneUnstructured(Technique):
         }
         recorder.add(StepRecord("make-masks-permanent", details, 0.0))
         path = export_trained(model, ctx, job.name, recorder)
-        from dataclasses import replace
-
         return Artifact(
             job.name,
             self.kind,
