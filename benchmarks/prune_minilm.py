@@ -1,4 +1,4 @@
-"""minilm: the structured-pruning trade-off curve (FFN neurons kept vs cosine vs b32 latency).
+"""minilm: the trade-off curve (FFN neurons kept, or layers, vs cosine vs b32 latency).
 
 Builds all-MiniLM-L6-v2 with `prune-structured` at several amounts of the FFN's intermediate
 neurons removed (1536 → 1344, 1152, 768, 384 per layer), keeping the attention and hidden-size layers
@@ -7,7 +7,9 @@ MiniLM with torch 2.13), each fine-tuned for a few epochs on the teacher's embed
 accuracy-control sentences (`minilm_model:search_batches`, never the validation pairs), gated on
 cosine (the recipe's 1 % budget) and neighbour top-1; every point is written and timed (the
 build's budget is lifted), and the script says which ones the recipe's gate would accept. Then times each against the FP32 version at batch 32,
-sequence 128, like the build's performance rule (interleaved rounds, one thread).
+sequence 128, like the build's performance rule (interleaved rounds, one thread). Beside them,
+students with fewer layers (`minilm_model:student`, the teacher's layers evenly spaced as the start)
+distilled on the same sentences with the same loss.
 
     .venv/bin/python -m benchmarks.prune_minilm [--amounts 0.125 0.25 0.5 0.75] [--epochs 10]
 """
@@ -31,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--amounts", type=float, nargs="+", default=[0.125, 0.25, 0.5, 0.75])
+    parser.add_argument("--students", type=int, nargs="*", default=[4, 3], help="distilled students' layers")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     args = parser.parse_args()
@@ -43,16 +46,28 @@ def main() -> None:
     from tritium.builder.runners import OrtRunner
 
     recipe = yaml.safe_load((ROOT / "examples" / "minilm" / "recipe.yaml").read_text())
-    recipe["variants"] = [{"kind": "onnx-fp32", "objective": "none"}] + [
-        {
-            "kind": "prune-structured",
-            "name": f"ffn-{round(1536 * (1 - amount))}",
-            "amount": amount,
-            "ignored_layers": ["*.attention.*", "*.output.dense"],
-            "objective": "none",
-        }
-        for amount in args.amounts
-    ]
+    recipe["variants"] = (
+        [{"kind": "onnx-fp32", "objective": "none"}]
+        + [
+            {
+                "kind": "prune-structured",
+                "name": f"ffn-{round(1536 * (1 - amount))}",
+                "amount": amount,
+                "ignored_layers": ["*.attention.*", "*.output.dense"],
+                "objective": "none",
+            }
+            for amount in args.amounts
+        ]
+        + [
+            {
+                "kind": "distill",
+                "name": f"layers-{layers}",
+                "student": {"factory": "minilm_model:student", "kwargs": {"layers": layers}},
+                "objective": "none",
+            }
+            for layers in args.students
+        ]
+    )
     recipe["training"] = {
         "dataset": {"kind": "factory", "factory": "minilm_model:search_batches"},
         "loss": "cosine",
@@ -98,16 +113,17 @@ def main() -> None:
         f"build {seconds:.0f} s; fine-tuning {args.epochs} epochs, lr {args.learning_rate}, cosine to the teacher"
     )
     print(
-        "| variant | FFN kept | cosine | neighbour top-1 | within the recipe's gate | params | MB "
+        "| variant | FFN kept | layers | cosine | neighbour top-1 | within the recipe's gate | params | MB "
         "| speed-up b32 (1 thread) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     passing: list[str] = []
     for v in result.variants:
         checks = v.decision.checks if v.decision else ()
         cells = [
             v.name,
             v.name.removeprefix("ffn-") if v.name.startswith("ffn-") else "1536",
+            v.name.removeprefix("layers-") if v.name.startswith("layers-") else "6",
             f"{checks[0].value:.4f}" if checks else "—",
             f"{checks[1].value:.3f}" if len(checks) > 1 else "—",
             _verdict(checks, gate, v.name, passing) if checks else v.status.value,

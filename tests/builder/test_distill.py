@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from tests.builder.tiny_models import write_cnn_project
+from tests.builder.tiny_models import write_cnn_project, write_tiny_project
 from tritium.builder.pipeline import ACCEPTED, FAILED, REJECTED, build_recipe
 from tritium.cli import main
 
@@ -102,3 +103,41 @@ def test_distill_without_training_section_cannot_apply(tmp_path):
     assert result.variants[1].status == FAILED
     assert "distillation changes and fine-tunes a PyTorch model" not in result.variants[1].reason
     assert "it needs the recipe's 'training' section" in result.variants[1].reason
+
+
+def test_an_embedding_student_learns_the_teachers_outputs_without_a_control(tmp_path):
+    # mse to the teacher's outputs (the embedding-model path): no labels are used, so there is no
+    # control to train, and the report says why
+    recipe = write_tiny_project(
+        tmp_path / "p",
+        variants=[
+            {"kind": "onnx-fp32", "objective": "none"},
+            {
+                "kind": "distill",
+                "student": {"factory": "tests.builder.tiny_models:small_mlp"},
+                "epochs": 30,
+                "learning_rate": 0.003,
+                "objective": "none",
+            },
+        ],
+        training={"dataset": {"kind": "npz", "path": "transfer.npz", "labels": None}, "loss": "mse"},
+        budget=1.0,
+    )
+    # a transfer set of its own: the validation inputs are never trained on
+    np.savez(
+        tmp_path / "p" / "transfer.npz", x=np.random.default_rng(1).normal(size=(512, 16)).astype(np.float32)
+    )
+    result = build_recipe(
+        recipe, repository=tmp_path / "repo", output_dir=tmp_path / "o", show_progress=False
+    )
+    student = result.variants[1]
+    assert student.status == ACCEPTED, student.reason
+    details = student.artifact.training.details
+    assert details["loss"] == "mse to the teacher's outputs"
+    assert details["control"] == {
+        "trained": False,
+        "why": "no labels: the teacher's outputs are the only targets",
+    }
+    losses = student.artifact.training.losses
+    assert losses[-1] < losses[0] / 2
+    assert "control: not trained (no labels" in result.reports["markdown"].read_text()

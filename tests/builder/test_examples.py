@@ -25,7 +25,6 @@ def test_digits_meets_accuracy_and_writes_three_versions(example_builds):
         "prune-unstructured-90.int8-static": ACCEPTED,
         "prune-structured-50": ACCEPTED,
         "distill": ACCEPTED,
-        "distill-50-labels": ACCEPTED,
     }, {v.name: v.reason for v in digits.variants}
     model = read_model(repository, "digits")
     assert [v.lineage["variant"] for v in model.versions] == [
@@ -37,7 +36,6 @@ def test_digits_meets_accuracy_and_writes_three_versions(example_builds):
         "prune-unstructured-90.int8-static",
         "prune-structured-50",
         "distill",
-        "distill-50-labels",
     ]
     by_name = {v.name: v for v in digits.variants}
     assert by_name["int8-static"].size_bytes * 3 < by_name["fp32"].size_bytes
@@ -102,8 +100,6 @@ def test_digits_pruning_and_distillation(example_builds):
     assert structured.stats.parameters * 3.5 < fp32.parameters
     student = digits["distill"].artifact.training.details
     assert student["parameter_reduction"] >= 4 and "value" in student["control"]
-    few = digits["distill-50-labels"].artifact.training.details["control"]
-    assert few["student_value"] > few["value"] + 0.05  # measured 0.975 vs 0.872
     report = results["digits"].reports["markdown"].read_text()
     assert "## Training: distill (accepted)" in report and "control (same student" in report
 
