@@ -43,10 +43,10 @@ def main() -> None:
     data = yaml.safe_load(recipe_path.read_text())
     distill = next(v for v in data["variants"] if v["kind"] == "distill")
     data["variants"].append({**distill, "name": "distill-50-labels", "labelled": 50})
-    with tempfile.TemporaryDirectory(prefix="tritium-prune-", dir=recipe_path.parent) as tmp:
+    sys.path.insert(0, str(recipe_path.parent))  # the factory, digits_model:build
+    with tempfile.TemporaryDirectory(prefix="tritium-prune-") as tmp:
         (Path(tmp) / "recipe.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-        for name in ("artifacts",):  # the recipe's relative paths
-            (Path(tmp) / name).symlink_to(recipe_path.parent / name)
+        (Path(tmp) / "artifacts").symlink_to(recipe_path.parent / "artifacts")  # its relative paths
         started = time.perf_counter()
         result = build_recipe(
             Path(tmp) / "recipe.yaml",
