@@ -160,7 +160,8 @@ class PruneStructured(Technique):
         plan = {
             "library": params["library"],
             "rebuild": "the source's factory and state dict, then torch_pruning.DependencyGraph()"
-            ".build_dependency(model, example_inputs).load_pruning_history(history), then the fine-tuned weights",
+            ".build_dependency(model, example_inputs).load_pruning_history(history), then the fine-tuned "
+            "weights (their values are the initializers of model.onnx)",
             "history": history,
             "parameters_before": int(before_params),
             "parameters_after": int(after_params),
