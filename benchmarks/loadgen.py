@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -26,10 +25,11 @@ from pathlib import Path
 import numpy as np
 
 # The gRPC driver is the product's own (`tritium tune` measures with it); the benchmarks share it.
-from tritium.serving.tuning.loadgen import LoadResult, grpc_frame, h2load_grpc
+from tritium.serving.tuning.loadgen import LoadResult, find_tool, grpc_frame, h2load_grpc
 
 __all__ = [
     "LoadResult",
+    "find_tool",
     "grpc_frame",
     "h2load_grpc",
     "machine_busy_s",
@@ -45,9 +45,11 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def require(tool: str, package: str) -> str:
-    path = shutil.which(tool)
+    path = find_tool(tool)  # on PATH, or in .venv/bin where scripts/bootstrap.sh puts it
     if path is None:
-        raise SystemExit(f"{tool} is not installed: apt-get install -y {package}")
+        raise SystemExit(
+            f"{tool} is not installed: apt-get install -y {package}, or scripts/install-load-generators.sh .venv/bin"
+        )
     return path
 
 

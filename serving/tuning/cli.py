@@ -153,6 +153,8 @@ def tune(
         signal.signal(signal.SIGTERM, previous)
     paths = report.write(result, output or Path("builds") / model / f"tune-{result.id}")
     console.print(report.table(result))
+    for note in report.notes(result):
+        console.print(f"[red]{escape(note)}[/]", highlight=False, soft_wrap=True)
     _print_outcome(result)
     console.print(
         f"report: {paths['markdown']}  record: {paths['json']}  plot: {paths['plot'] or 'none'}",

@@ -13,10 +13,12 @@ The benchmarks (benchmarks/loadgen.py) use this same driver.
 
 from __future__ import annotations
 
+import os
 import resource
 import shutil
 import struct
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,13 +47,19 @@ class LoadResult:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
+def find_tool(name: str) -> str | None:
+    """``name`` on PATH, or beside the running Python (where scripts/bootstrap.sh puts it: .venv/bin)."""
+    beside_python = Path(sys.executable).parent / name
+    return shutil.which(name) or (str(beside_python) if os.access(beside_python, os.X_OK) else None)
+
+
 def find_h2load() -> str:
     """The ``h2load`` binary, or a one-line error saying how to install it."""
-    path = shutil.which("h2load")
+    path = find_tool("h2load")
     if path is None:
         raise UnavailableError(
             "the load generator h2load is not installed",
-            hint=f"apt-get install -y {H2LOAD_PACKAGE} (scripts/bootstrap.sh does, as root)",
+            hint=f"apt-get install -y {H2LOAD_PACKAGE}, or scripts/install-load-generators.sh .venv/bin",
         )
     return path
 

@@ -72,7 +72,7 @@ def table(result: TuneResult) -> Table:
         f"{s.constraints.describe()} — {len(result.search.evaluations)} candidates in {result.seconds:.0f} s"
     )
     out = Table(title=title, title_justify="left")
-    for column in ("#", "config", "role", "status", "c", "req/s", "p50 ms", "p99 ms", "batch", "queue µs", "compute µs", "batch sizes", "note"):  # fmt: skip
+    for column in ("#", "config", "role", "status", "c", "req/s", "p50 ms", "p99 ms", "batch", "queue µs", "compute µs", "batch sizes"):  # fmt: skip
         out.add_column(
             column,
             overflow="fold",
@@ -95,10 +95,18 @@ def table(result: TuneResult) -> Table:
             _number(row["queue µs"], 0),
             _number(row["compute µs"], 0),
             row["batch sizes"],
-            row["note"],
             style="bold green" if "chosen" in row["role"] else styles.get(row["status"]),
         )
     return out
+
+
+def notes(result: TuneResult) -> list[str]:
+    """Why candidates were skipped or rejected (long sentences: printed under the table, not in it)."""
+    return [
+        f"{index}. {e.candidate.label()} {e.status.value}: {e.reason}"
+        for index, e in enumerate(result.search.evaluations, 1)
+        if e.status is not Status.measured
+    ]
 
 
 def record(result: TuneResult, plot: str | None) -> dict:

@@ -109,11 +109,31 @@ def test_sweep_stops_where_the_p99_limit_breaks():
 
     constraints = Constraints(p99_ms=3.0)
     points, why = sweep(measure, LEVELS, Objective.throughput, constraints)
-    assert seen == [1, 2, 4, 8]  # 8 breaks the limit: 16 and up are never driven
+    assert seen == [1, 2, 4, 8, 8]  # 8 breaks the limit twice: 16 and up are never driven
     assert "p99 over the limit" in why
-    assert not constraints.met_by(points[-1]) and all(constraints.met_by(p) for p in points[:-1])
+    assert not constraints.met_by(points[-1]) and all(constraints.met_by(p) for p in points[:-2])
     ev = Evaluation(START, Status.measured, tuple(points))
     assert ev.best(Objective.throughput, constraints).concurrency == 4
+
+
+def test_one_stall_does_not_end_the_sweep_a_second_break_does():
+    stalls = {2}  # the first measurement at concurrency 2 meets a stall; the repeat does not
+
+    def measure(c: int) -> Point:
+        p = point(1.0, 100_000, c)
+        if c in stalls:
+            stalls.discard(c)
+            return Point(c, p.throughput, p.p50_ms, 50.0)
+        return p
+
+    constraints = Constraints(p99_ms=5.0)
+    points, why = sweep(measure, LEVELS, Objective.throughput, constraints)
+    assert [p.concurrency for p in points][:4] == [1, 2, 2, 4] and "p99 over the limit" not in why
+    points, why = sweep(measure, LEVELS, Objective.throughput, constraints, confirm=False)
+    assert "p99 over the limit" not in why  # (no stall left)
+    stalls.add(2)
+    points, why = sweep(measure, LEVELS, Objective.throughput, constraints, confirm=False)
+    assert [p.concurrency for p in points] == [1, 2] and "p99 over the limit at concurrency 2" in why
 
 
 def test_sweep_stops_when_throughput_stops_growing():
