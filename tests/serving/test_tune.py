@@ -21,6 +21,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from tritium.cli import main
+from tritium.serving import registry
 from tritium.serving.control import TritonControl
 from tritium.serving.ports import free_port
 from tritium.serving.runtime_repo import read_config, write_config
@@ -130,6 +131,31 @@ def test_a_triton_without_model_control_is_one_line(local_triton, tiny_repositor
             "does not allow model control (it was started without explicit model control) — restart it with "
             "--model-control-mode=explicit (`tritium serve` does)"
         )
+    finally:
+        triton.stop()
+
+
+def test_answers_that_differ_from_onnxruntime_are_rejected_and_never_win(
+    local_triton, tiny_repository_copy, tmp_path, capsys
+):
+    # The server serves the real version 2 (y = 2·Wx + b); the repository given to tune holds version 1's
+    # file under version 2, so in place every answer of the live model differs from onnxruntime's.
+    triton = local_triton(tiny_repository_copy)
+    registry.forget(triton.grpc_url)  # as for a server tune did not start: --repository is used
+    other = tmp_path / "other"
+    shutil.copytree(tiny_repository_copy, other)
+    shutil.copyfile(other / "tiny" / "1" / "model.onnx", other / "tiny" / "2" / "model.onnx")
+    try:
+        code = main([
+            "tune", "tiny", "--triton", triton.grpc_url, "--repository", str(other), "--in-place", "--mode", "brute",
+            "--space", "instances=1,2", *FAST, "--output", str(tmp_path / "report"),
+        ])  # fmt: skip
+        assert code == 4
+        assert "no candidate could be measured" in one_line_error(capsys)
+        record = json.loads((tmp_path / "report" / "tuning.json").read_text())
+        assert [c["status"] for c in record["candidates"]] == ["rejected", "rejected"]
+        assert "differs from onnxruntime" in record["candidates"][0]["reason"]
+        assert record["chosen"] is None
     finally:
         triton.stop()
 
