@@ -159,8 +159,12 @@ class TemporaryModel:
         config.name = self.name
         config.version_policy.Clear()
         config.version_policy.specific.versions.append(self.version)
-        self.loaded = True  # even a refused load may leave the name loaded (with the last config)
-        self.control.load(self.name, config=config, files=self.files)
+        try:
+            self.control.load(self.name, config=config, files=self.files)
+        except RepositoryError:
+            self.loaded = True  # a refused load leaves the name loaded (with the last config), if it was
+            raise
+        self.loaded = True
 
     def close(self) -> None:
         if self.loaded:
@@ -187,8 +191,14 @@ class LiveModel:
         self.changed = False
 
     def load(self, config: mc.ModelConfig) -> None:
+        # A refused config may have disturbed the live model: put the original back then too. A server
+        # that could not be asked (unreachable, no model control) changed nothing.
+        try:
+            self.control.load(self.name, config=config)
+        except RepositoryError:
+            self.changed = True
+            raise
         self.changed = True
-        self.control.load(self.name, config=config)
 
     def close(self) -> None:
         """Put the original config back and check Triton serves it; raises if it could not."""

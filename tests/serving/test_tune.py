@@ -126,11 +126,12 @@ def test_a_constraint_no_candidate_meets_reports_the_closest(tiny_triton, tmp_pa
 def test_a_triton_without_model_control_is_one_line(local_triton, tiny_repository, tmp_path, capsys):
     triton = local_triton(tiny_repository, model_control_mode="none")
     try:
-        assert tune(triton.grpc_url, "tiny", output=tmp_path) == 6
-        assert one_line_error(capsys).endswith(
-            "does not allow model control (it was started without explicit model control) — restart it with "
-            "--model-control-mode=explicit (`tritium serve` does)"
-        )
+        for where in ([], ["--in-place"]):  # in place: the same line, not a failed "restore" of nothing
+            assert tune(triton.grpc_url, "tiny", *where, output=tmp_path) == 6
+            assert one_line_error(capsys).endswith(
+                "does not allow model control (it was started without explicit model control) — restart it "
+                "with --model-control-mode=explicit (`tritium serve` does)"
+            )
     finally:
         triton.stop()
 
