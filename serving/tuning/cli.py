@@ -202,10 +202,9 @@ def _print_outcome(result: TuneResult) -> None:
         "exhausted": "every candidate measured",
         "budget": "the budget ran out",
     }[result.search.stop.value]
-    console.print(
-        f"search stopped: {stop} ({len(result.search.evaluations)} measured of {result.search.planned} planned)",
-        highlight=False,
-    )
+    measured = len(result.search.evaluations)
+    of = f" of the grid's {result.search.planned}" if result.search.planned is not None else ""
+    console.print(f"search stopped: {stop} ({measured} candidates measured{of})", highlight=False)
     if chosen is not None:
         point = chosen.best(s.objective, s.constraints)
         base = start.best(s.objective, s.constraints)

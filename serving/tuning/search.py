@@ -251,7 +251,7 @@ class SearchResult:
     start: Evaluation
     chosen: Evaluation | None
     stop: StopReason
-    planned: int  # candidates the mode would have measured without a budget (quick: as far as it got)
+    planned: int | None  # brute: the grid's distinct configs (with the current one); quick: None
     steps: list[Candidate] = field(default_factory=list)  # quick: the configs the climb moved through
 
 
@@ -326,7 +326,7 @@ def quick_search(
     except _OutOfBudget:
         stop = StopReason.budget
     chosen = choose(run.order, run.order[0], objective, constraints, margin)
-    return SearchResult(run.order, run.order[0], chosen, stop, planned=len(run.order), steps=steps)
+    return SearchResult(run.order, run.order[0], chosen, stop, planned=None, steps=steps)
 
 
 def brute_search(
