@@ -36,6 +36,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 FAST = ["--seconds", "1", "--max-concurrency", "4"]
+CHILD_WITH_CTRL_C = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from tritium.cli import main; sys.exit(main())"
+)
 
 
 def tune(url: str, *args: str, output: Path) -> int:
@@ -165,8 +169,10 @@ def test_ctrl_c_in_place_puts_the_original_config_back(local_triton, tiny_reposi
     triton = local_triton(tiny_repository_copy)
     with TritonControl(triton.grpc_url) as control:
         original = control.model_config("tiny")
+    # The child gets Ctrl-C's usual handler whatever this process inherited: a Python started with SIGINT
+    # ignored (as an earlier test may leave it in this process) keeps ignoring it.
     command = [
-        sys.executable, "-c", "import sys; from tritium.cli import main; sys.exit(main())", "tune", "tiny",
+        sys.executable, "-c", CHILD_WITH_CTRL_C, "tune", "tiny",
         "--triton", triton.grpc_url, "--in-place", "--mode", "brute", "--space", "instances=1,2,3",
         "--seconds", "1", "--max-concurrency", "4", "--output", str(tmp_path),
     ]  # fmt: skip
