@@ -55,6 +55,7 @@ COMMAND_EXTRAS: dict[str, Extra] = {
     "build": Extra.builder,
     "models": Extra.builder,
     "serve": Extra.serve,
+    "tune": Extra.serve,
     "gateway": Extra.gateway,
     "routes": Extra.gateway,
     "release": Extra.serve,  # and the gateway extra's admin client: `tritium[all]`

@@ -29,8 +29,16 @@ NOT_IN_IMAGE = (
     "tritium.builder",
 )
 # The gateway image ships the whole wheel, so `tritium --help` registers every command: only the
-# packages' __init__ and their cli modules (typer and rich, nothing else) may load.
-ALLOWED = ("tritium.serving", "tritium.serving.cli", "tritium.builder", "tritium.builder.cli")
+# packages' __init__ and their cli modules (typer and rich, nothing else; `tune`'s option enums) may load.
+ALLOWED = (
+    "tritium.serving",
+    "tritium.serving.cli",
+    "tritium.serving.tuning",
+    "tritium.serving.tuning.cli",
+    "tritium.serving.tuning.options",
+    "tritium.builder",
+    "tritium.builder.cli",
+)
 
 _RUN_WITHOUT = """
 import importlib.abc, sys
