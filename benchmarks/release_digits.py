@@ -59,7 +59,7 @@ class Load:
         x = np.random.default_rng(0).random((1, 1, 8, 8), dtype=np.float32)
         body = {
             "inputs": [
-                {"name": "input", "datatype": "FP32", "shape": [1, 1, 8, 8], "data": x.ravel().tolist()}
+                {"name": "pixels", "datatype": "FP32", "shape": [1, 1, 8, 8], "data": x.ravel().tolist()}
             ]
         }
         with httpx.Client(base_url=self.url, timeout=30) as http:
@@ -125,6 +125,8 @@ def main(
                 time.sleep(0.2)
             with Load(url, threads) as load:
                 time.sleep(3)  # warm up
+                if load.failures or not load.answers:
+                    raise SystemExit(f"the clients' requests fail: {load.failures[:1]}")
                 cpu0, answers0 = loadgen.process_tree_cpu_s(gateway.pid), load.answers
                 time.sleep(window * 2)
                 quiet = (loadgen.process_tree_cpu_s(gateway.pid) - cpu0) / max(1, load.answers - answers0)
