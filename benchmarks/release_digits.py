@@ -91,6 +91,7 @@ def main(
     / "model_repository",
     window: Annotated[float, typer.Option(help="Seconds per canary step and of the shadow.")] = 10.0,
     threads: Annotated[int, typer.Option(help="Client threads.")] = 8,
+    strategy: Annotated[str, typer.Option(help="canary | shadow-canary | ab")] = "shadow-canary",
 ) -> None:
     from tritium.serving.local import LocalTriton
     from tritium.serving.models import load_model
@@ -137,7 +138,7 @@ def main(
                 )
                 code = subprocess.run(
                     [sys.executable, "-m", "tritium.cli", "release", "--model", "digits", "--version", str(candidate),
-                     "--strategy", "shadow-canary", "--gateway", url, "--token", TOKEN, "--triton", triton.grpc_url,
+                     "--strategy", strategy, "--gateway", url, "--token", TOKEN, "--triton", triton.grpc_url,
                      "--repository", str(repository), "--releases", str(work / "releases"),
                      "--steps", "25,100", "--window", str(window), "--shadow-window", str(window), "--grace", "5"],
                     check=False,
@@ -151,7 +152,7 @@ def main(
 
     (record,) = ReleaseStore(work / "releases").all("digits")
     table = Table(
-        title=f"release of digits {stable} -> {candidate}: {record.outcome.value} (exit {code}) in {wall:.1f} s"
+        title=f"{strategy} release of digits {stable} -> {candidate}: {record.outcome.value} (exit {code}) in {wall:.1f} s"
     )
     for column in ("phase", "seconds"):
         table.add_column(column, justify="right")
