@@ -188,6 +188,18 @@ def test_a_fleet_release_judged_on_prometheus_is_promoted_on_every_replica(stack
         assert not load.failures and load.answers > 100, load.failures[:5]
         assert load.variants.get("candidate", 0) > 0  # each gateway really split its own traffic
 
+    # `tritium rollback` on the fleet the record names: version 1 loaded again on every Triton,
+    # every gateway routed back to it
+    with SteadyLoad(gateways[0].url) as load_a, SteadyLoad(gateways[1].url) as load_b:
+        assert main(["rollback", MODEL, "--token", TOKEN, "--releases", str(stack["releases"])]) == 0
+        time.sleep(1.0)
+    for gateway in gateways:
+        assert [t["version"] for t in gateway.route()["targets"]] == ["1"]
+    for triton in tritons:
+        assert "1" in served_versions(triton.grpc_url, MODEL)
+    assert _record(stack).outcome is Outcome.ROLLED_BACK
+    assert not load_a.failures and not load_b.failures, (load_a.failures + load_b.failures)[:5]
+
 
 def test_a_slow_candidate_on_the_fleet_is_rolled_back_everywhere(stack) -> None:
     gateways, tritons = stack["gateways"], stack["tritons"]
