@@ -6,28 +6,17 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 
-from tests.deploy.conftest import DEPLOY, REPO
+from tests.deploy.conftest import DEPLOY
+from tests.deploy.image_imports import run_without
 
 DOCKERFILE = DEPLOY / "release" / "Dockerfile"
 NOT_IN_IMAGE = ("torch", "onnx", "onnxscript", "sklearn", "transformers", "matplotlib", "pytriton", "docker")
 ALLOWED = ("tritium.builder", "tritium.builder.cli")  # the command registration only
-_RUN_WITHOUT = """
-import importlib.abc, sys
-blocked, allowed = {blocked!r}, {allowed!r}
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name not in allowed and any(name == b or name.startswith(b + ".") for b in blocked):
-            raise ImportError(f"{{name}} is not in the release image")
-sys.meta_path.insert(0, Block())
-{body}
-"""
 
 
 def _run(body: str) -> subprocess.CompletedProcess[str]:
-    code = _RUN_WITHOUT.format(blocked=(*NOT_IN_IMAGE, "tritium.builder"), allowed=ALLOWED, body=body)
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    return run_without(body, blocked=(*NOT_IN_IMAGE, "tritium.builder"), allowed=ALLOWED, image="release")
 
 
 def test_dockerfile_installs_the_gateway_extra_and_onnxruntime_only() -> None:
