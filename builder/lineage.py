@@ -147,7 +147,7 @@ def tool_versions() -> dict[str, str]:
     import importlib.metadata as md
 
     versions = {"tritium": tritium.__version__, "python": platform.python_version()}
-    for package in ("torch", "onnx", "onnxruntime", "transformers"):
+    for package in ("torch", "onnx", "onnxruntime", "transformers", "openvino", "nncf"):
         with suppress(md.PackageNotFoundError):
             versions[package] = md.version(package)
     return versions

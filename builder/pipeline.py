@@ -26,7 +26,7 @@ from tritium.builder import export as exporting
 from tritium.builder import lineage
 from tritium.builder import report as reporting
 from tritium.builder.advice import plan_warnings
-from tritium.builder.artifacts import ONNX_PLATFORM, Artifact
+from tritium.builder.artifacts import MODEL_SUFFIXES, Artifact
 from tritium.builder.context import BuildContext
 from tritium.builder.data import EvalSet, hold_out, load_dataset, synthetic_inputs
 from tritium.builder.evaluation import Evaluator, Reference, runner_for
@@ -370,8 +370,8 @@ class _Build:
         recipe = self.recipe
         groups: dict[str, list[VariantResult]] = {}
         for result in outcome.accepted:
-            onnx = result.artifact.platform == ONNX_PLATFORM
-            groups.setdefault(recipe.name if onnx else f"{recipe.name}_torchscript", []).append(result)
+            suffix = MODEL_SUFFIXES[result.artifact.platform]
+            groups.setdefault(f"{recipe.name}{suffix}", []).append(result)
         writes = []
         for model_name, members in groups.items():
             keys = {m.name for m in members}
@@ -379,6 +379,7 @@ class _Build:
                 NewVersion(
                     model_file=m.artifact.path,
                     filename=m.artifact.filename,
+                    companions=m.artifact.companions,
                     lineage=lineage.draft(
                         model=model_name,
                         result=m,

