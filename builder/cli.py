@@ -32,12 +32,20 @@ def build(
         typer.Option("--output", "-o", help="Folder for the report (default builds/<name>/<build id>)"),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output")] = False,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            "--device", help="Validate and profile on cpu or cuda (overrides the recipe's profile.device)"
+        ),
+    ] = None,
 ) -> None:
     """Build a recipe: baseline, export, optimize, validate, profile, write versions, report."""
     from tritium.builder.pipeline import build_recipe
     from tritium.builder.report import _rows
 
-    result = build_recipe(recipe, repository=repository, output_dir=output, show_progress=not quiet)
+    result = build_recipe(
+        recipe, repository=repository, output_dir=output, show_progress=not quiet, device=device
+    )
     table = Table(title=f"{result.recipe.recipe.name}: build {result.build_id} ({result.seconds:.0f} s)")
     rows = _rows(result)
     if not any(row["checks"] for row in rows):

@@ -10,9 +10,12 @@ never a CPU measurement reported as a GPU one (:func:`check_session_providers`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
-from tritium.errors import UnavailableError
+from tritium.errors import RecipeError, UnavailableError
+
+if TYPE_CHECKING:
+    from tritium.builder.recipe import LoadedRecipe
 
 Device = Literal["cpu", "cuda"]
 CUDA_PROVIDER = "CUDAExecutionProvider"
@@ -52,17 +55,19 @@ def cuda_support() -> CudaSupport:
     return CudaSupport(ort_cuda=ort_cuda, torch_cuda=torch_cuda)
 
 
-def check_device(
-    device: Device, *, needs_onnxruntime: bool = True, support: CudaSupport | None = None
-) -> None:
-    """Raise an UnavailableError when ``device`` cannot be used here (before the build does any work)."""
+def check_device(device: Device, *, needs_torch: bool = True, support: CudaSupport | None = None) -> None:
+    """Raise an UnavailableError when ``device`` cannot be used here (before the build does any work).
+
+    Every variant but TorchScript runs in onnxruntime, so CUDA needs its CUDA provider; a PyTorch
+    source (the baseline) needs torch CUDA as well.
+    """
     if device == "cpu":
         return
     support = support or cuda_support()
     missing = []
-    if not support.torch_cuda:
+    if needs_torch and not support.torch_cuda:
         missing.append("torch sees no CUDA device")
-    if needs_onnxruntime and not support.ort_cuda:
+    if not support.ort_cuda:
         missing.append("onnxruntime has no CUDAExecutionProvider (the CPU-only onnxruntime is installed)")
     if missing:
         raise UnavailableError(
@@ -89,3 +94,14 @@ def check_session_providers(device: Device, used: list[str], what: str) -> None:
 
 def torch_device(device: Device) -> str:
     return "cuda" if device == "cuda" else "cpu"
+
+
+def with_device(loaded: LoadedRecipe, device: str | None) -> LoadedRecipe:
+    """``loaded`` with ``profile.device`` replaced by ``device`` (``--device``), when one is given."""
+    if device is None:
+        return loaded
+    if device not in get_args(Device):
+        raise RecipeError(f"unknown device {device!r}", hint=f"use one of: {', '.join(get_args(Device))}")
+    profile = loaded.recipe.profile.model_copy(update={"device": device})
+    recipe = loaded.recipe.model_copy(update={"profile": profile})
+    return loaded.model_copy(update={"recipe": recipe})

@@ -120,6 +120,10 @@ def build_config(
     }
     _set_batching(config, settings)
     _set_instance_groups(config, settings)
+    if platform == OPENVINO_PLATFORM:  # OpenVINO is the CPU runtime here: its instances are CPU ones
+        for group in config["instance_group"]:
+            group["kind"] = "KIND_CPU"
+            group.pop("gpus", None)
     if settings.warmup:
         _set_warmup(config, recipe.inputs, batched, recipe.profile.fixed_dims)
     if platform != OPENVINO_PLATFORM:  # execution accelerators are onnxruntime's and libtorch's

@@ -94,13 +94,26 @@ def engine_for(config: mc.ModelConfig) -> Engine | None:
     return ENGINES.get(config.platform) or ENGINES.get(config.backend)
 
 
+def gpu_present() -> bool:
+    """Whether this machine has an NVIDIA GPU (the kernel driver lists one); no CUDA library is loaded."""
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return gpus.is_dir() and any(gpus.iterdir())
+
+
 def runtime_config(
     canonical: mc.ModelConfig,
     *,
     intra_op_threads: int | None = None,
     versions: Iterable[int] | None = None,
+    gpus: bool | None = None,
 ) -> mc.ModelConfig:
-    """The Python-backend config serving ``canonical``'s files; ``versions`` overrides the policy."""
+    """The Python-backend config serving ``canonical``'s files; ``versions`` overrides the policy.
+
+    ``gpus``: whether this machine has a GPU (default: :func:`gpu_present`). With one, the
+    canonical config's GPU instance groups stay GPU groups, and the generated model runs on that GPU
+    (onnxruntime's CUDA provider, checked to be the one used; torch CUDA); without one they become
+    CPU groups, as on the official image's CPU-only hosts.
+    """
     engine = engine_for(canonical)
     if engine is None:
         platform = canonical.platform or canonical.backend or "<none>"
@@ -113,7 +126,10 @@ def runtime_config(
     for name in _DROPPED_FIELDS:
         config.ClearField(name)
     config.backend = "python"
+    on_gpu = gpu_present() if gpus is None else gpus
     for group in config.instance_group:
+        if on_gpu and engine.name != "openvino" and group.kind == mc.ModelInstanceGroup.KIND_GPU:
+            continue  # Triton places the instances on the listed GPUs; model.py picks the provider
         group.kind = mc.ModelInstanceGroup.KIND_CPU
         del group.gpus[:]
     if versions is not None:
