@@ -56,21 +56,33 @@ def _set_warmup(config: dict, inputs: Sequence[InputSpec], batched: bool, dims: 
     config["model_warmup"] = [{"name": "zeros_batch1", "batch_size": 1, "inputs": warm_inputs}]
 
 
-def _set_accelerator(config: dict, settings: TritonSettings) -> None:
-    if settings.gpu_accelerator == "tensorrt":
-        config["optimization"] = {
-            "execution_accelerators": {
-                "gpu_execution_accelerator": [
-                    {
-                        "name": "tensorrt",
-                        "parameters": {
-                            "precision_mode": settings.tensorrt_precision,
-                            "max_workspace_size_bytes": str(1 << 30),
-                        },
-                    }
-                ]
-            }
+def _set_accelerator(config: dict, settings: TritonSettings, batched: bool) -> None:
+    """onnxruntime's TensorRT execution accelerator (official image, GPU instances).
+
+    Engines are built on the GPU at load, cached under ``tensorrt_engine_cache/<model>`` so a
+    reload does not rebuild them, and the warm-up at the largest batch makes the load build the
+    engine for the whole batch range instead of the first large request.
+    """
+    if settings.gpu_accelerator != "tensorrt":
+        return
+    parameters = {
+        "precision_mode": settings.tensorrt_precision,
+        "max_workspace_size_bytes": str(settings.tensorrt_workspace_bytes),
+    }
+    if settings.tensorrt_engine_cache:
+        parameters["trt_engine_cache_enable"] = "1"
+        parameters["trt_engine_cache_path"] = f"{settings.tensorrt_engine_cache.rstrip('/')}/{config['name']}"
+    config["optimization"] = {
+        "execution_accelerators": {
+            "gpu_execution_accelerator": [{"name": "tensorrt", "parameters": parameters}]
         }
+    }
+    warmups = config.get("model_warmup", [])
+    if batched and warmups and settings.max_batch_size > 1:
+        largest = dict(
+            warmups[0], name=f"zeros_batch{settings.max_batch_size}", batch_size=settings.max_batch_size
+        )
+        config["model_warmup"] = [*warmups, largest]
 
 
 def _runtime(platform: str, recipe: Recipe) -> dict:
@@ -127,7 +139,7 @@ def build_config(
     if settings.warmup:
         _set_warmup(config, recipe.inputs, batched, recipe.profile.fixed_dims)
     if platform != OPENVINO_PLATFORM:  # execution accelerators are onnxruntime's and libtorch's
-        _set_accelerator(config, settings)
+        _set_accelerator(config, settings, batched)
     if recipe.description:
         config.setdefault("parameters", {})["description"] = {"string_value": recipe.description[:200]}
     return json_format.ParseDict(config, mc.ModelConfig())

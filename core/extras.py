@@ -56,6 +56,7 @@ EXTRA_MODULES: dict[Extra, dict[str, str]] = {
 #: the extra each top-level command needs beyond the core install.
 COMMAND_EXTRAS: dict[str, Extra] = {
     "build": Extra.builder,
+    "engines": Extra.builder,
     "models": Extra.builder,
     "serve": Extra.serve,
     "gateway": Extra.gateway,

@@ -143,7 +143,17 @@ class OpenVinoInt8(_OpenVinoTechnique):
             "calibration_samples": calibration.samples,
             "subset_size": len(items),
             "inference_precision": spec.inference_precision.value,
+            "smooth_quant": spec.smooth_quant,
         }
+        advanced = {}
+        if not spec.smooth_quant:
+            from nncf.quantization.advanced_parameters import (
+                AdvancedQuantizationParameters,
+                AdvancedSmoothQuantParameters,
+            )
+
+            off = AdvancedSmoothQuantParameters(convolution=-1, matmul=-1)  # -1: NNCF's "skip"
+            advanced["advanced_parameters"] = AdvancedQuantizationParameters(smooth_quant_alphas=off)
         nncf_logger = logging.getLogger("nncf")
         level = nncf_logger.level
         nncf_logger.setLevel(logging.ERROR)
@@ -153,11 +163,13 @@ class OpenVinoInt8(_OpenVinoTechnique):
                 quantized = nncf.quantize(
                     model,
                     nncf.Dataset(items),
-                    preset=nncf.QuantizationPreset.MIXED
-                    if spec.preset == "mixed"
-                    else nncf.QuantizationPreset.PERFORMANCE,
+                    preset={
+                        "mixed": nncf.QuantizationPreset.MIXED,
+                        "performance": nncf.QuantizationPreset.PERFORMANCE,
+                    }.get(spec.preset),
                     model_type=nncf.ModelType.TRANSFORMER if spec.model_type == "transformer" else None,
                     subset_size=len(items),
+                    **advanced,
                 )
                 save(quantized, out)
         except Exception as exc:
