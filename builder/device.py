@@ -105,3 +105,13 @@ def with_device(loaded: LoadedRecipe, device: str | None) -> LoadedRecipe:
     profile = loaded.recipe.profile.model_copy(update={"device": device})
     recipe = loaded.recipe.model_copy(update={"profile": profile})
     return loaded.model_copy(update={"recipe": recipe})
+
+
+def objective_on(variant, device: Device):
+    """The objective a variant is judged by on ``device``: FP16 on a GPU, where it pays, is judged on
+    latency unless the recipe set its objective (on a CPU, without FP16 arithmetic, on size)."""
+    from tritium.builder.recipe import Objective
+
+    if device == "cuda" and variant.kind == "onnx-fp16" and "objective" not in variant.model_fields_set:
+        return Objective.LATENCY
+    return variant.objective

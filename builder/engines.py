@@ -5,7 +5,7 @@ cannot be installed here, so Tritium ships no engine: it writes the job that bui
 target GPU node, in the TensorRT container of the same NGC release as the Triton image (their
 TensorRT versions match), as a Compose service and as a Kubernetes Job. The job reads the ONNX
 version from the model repository, runs ``trtexec`` with one optimization profile (min/opt/max
-shapes from the recipe's inputs: batch 1 / the largest profiled batch / ``max_batch_size``; other
+shapes from the recipe's inputs: batch 1 / the tuned or largest profiled batch / ``max_batch_size``; other
 dynamic axes from ``export.verify_dims`` and ``profile.fixed_dims``), and writes
 ``<name>_tensorrt/1/model.plan`` beside a ``tensorrt_plan`` config, a Triton model of its own.
 
@@ -15,6 +15,7 @@ are values the tests check against Triton's protobuf schema, the Compose schema 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,12 +112,18 @@ def _axis_sizes(recipe: Recipe, axis: str, input_name: str) -> tuple[int, int, i
     return sizes[0], fixed or sizes[-1], sizes[-1]
 
 
-def shape_profiles(recipe: Recipe) -> tuple[ShapeProfile, ...]:
-    """min/opt/max shapes for every input: batch 1 / the largest profiled batch / max_batch_size."""
+def shape_profiles(recipe: Recipe, tuned: Sequence[int] = ()) -> tuple[ShapeProfile, ...]:
+    """min/opt/max shapes for every input: batch 1 / the batch the engine is tuned for / max_batch_size.
+
+    The opt batch is the largest of ``tuned`` (the config's ``preferred_batch_size``, where serving
+    was tuned), else the largest batch the build profiled.
+    """
     batch_axis = recipe.batch_axis
     if batch_axis:
         batches = profile_batch_sizes(recipe)
-        batch = (1, max(batches), max(recipe.triton.max_batch_size, max(batches)))
+        largest = max(recipe.triton.max_batch_size, max(batches))
+        opt = min(max(tuned), largest) if tuned else max(batches)
+        batch = (1, opt, largest)
     profiles = []
     for spec in recipe.inputs:
         low, opt, high = [], [], []
@@ -141,6 +148,7 @@ def engine_plan(
     triton_image: str,
     precision: str | None = None,
     workspace_mib: int = 1024,
+    tuned: Sequence[int] = (),
 ) -> EnginePlan:
     recipe = loaded.recipe
     precision = precision or recipe.triton.tensorrt_precision
@@ -151,7 +159,7 @@ def engine_plan(
         version=version,
         target=f"{recipe.name}_tensorrt",
         precision=precision,
-        profiles=shape_profiles(recipe),
+        profiles=shape_profiles(recipe, tuned),
         image=tensorrt_image(triton_image),
         workspace_mib=workspace_mib,
     )
@@ -280,7 +288,8 @@ def write_engine_job(
     elif version not in {v.version for v in model.versions}:
         known = ", ".join(str(v.version) for v in model.versions)
         raise NotFoundError(f"model {model.name!r} has no version {version}", hint=f"versions: {known}")
-    plan = engine_plan(loaded, version, triton_image=triton_image, precision=precision)
+    tuned = list(model.config.dynamic_batching.preferred_batch_size)
+    plan = engine_plan(loaded, version, triton_image=triton_image, precision=precision, tuned=tuned)
     config_text = to_pbtxt(tensorrt_config(plan, model.config))
     output.mkdir(parents=True, exist_ok=True)
     output = output.resolve()

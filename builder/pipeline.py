@@ -29,7 +29,7 @@ from tritium.builder.advice import plan_warnings
 from tritium.builder.artifacts import MODEL_SUFFIXES, Artifact
 from tritium.builder.context import BuildContext
 from tritium.builder.data import EvalSet, hold_out, load_dataset, synthetic_inputs
-from tritium.builder.device import check_device, with_device
+from tritium.builder.device import check_device, objective_on, with_device
 from tritium.builder.evaluation import Evaluator, Reference, runner_for
 from tritium.builder.events import (
     EventSink,
@@ -330,7 +330,7 @@ class _Build:
             if not decision.accepted:
                 reason = "; ".join((decision.reason, *artifact.notes))
                 return replace(result, status=VariantStatus.REJECTED, reason=reason)
-            performance = rule.judge(step.variant.objective, artifact, task)
+            performance = rule.judge(objective_on(step.variant, self.recipe.profile.device), artifact, task)
             result = replace(result, performance=performance)
             if not performance.accepted:
                 return replace(result, status=VariantStatus.REJECTED, reason=performance.reason)

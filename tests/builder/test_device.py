@@ -124,6 +124,16 @@ def test_cli_device_cuda_exits_6_in_one_line(tmp_path):
     assert len(lines) == 1 and "device cuda" in lines[0]
 
 
+def test_fp16_is_judged_on_latency_on_a_gpu_unless_the_recipe_says():
+    from tritium.builder.device import objective_on
+    from tritium.builder.recipe import Objective, OnnxFp16Variant, OnnxFp32Variant
+
+    assert objective_on(OnnxFp16Variant(), "cpu") is Objective.SIZE
+    assert objective_on(OnnxFp16Variant(), "cuda") is Objective.LATENCY
+    assert objective_on(OnnxFp16Variant(objective="size"), "cuda") is Objective.SIZE
+    assert objective_on(OnnxFp32Variant(), "cuda") is Objective.LATENCY
+
+
 def _canonical(kind: int, platform: str = "onnxruntime_onnx", backend: str = "") -> mc.ModelConfig:
     config = mc.ModelConfig(name="m", platform=platform, backend=backend, max_batch_size=8)
     config.instance_group.add(count=1, kind=kind, gpus=[0])
