@@ -60,6 +60,7 @@ def test_openvino_variants_are_gated_and_written_as_a_model_of_their_own(openvin
     assert int8["variant"] == "openvino-int8"
     assert "quantize-nncf-int8" in [s["name"] for s in int8["steps"]]
     assert "openvino" in int8["tools"] and "nncf" in int8["tools"]
+    assert int8["machine"]["device"] == "cpu"
     by_name = {v.name: v for v in result.variants}
     assert by_name["openvino-int8"].size_bytes < by_name["openvino-fp32"].size_bytes / 2
 
