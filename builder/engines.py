@@ -112,16 +112,19 @@ def _axis_sizes(recipe: Recipe, axis: str, input_name: str) -> tuple[int, int, i
     return sizes[0], fixed or sizes[-1], sizes[-1]
 
 
-def shape_profiles(recipe: Recipe, tuned: Sequence[int] = ()) -> tuple[ShapeProfile, ...]:
+def shape_profiles(
+    recipe: Recipe, tuned: Sequence[int] = (), max_batch_size: int | None = None
+) -> tuple[ShapeProfile, ...]:
     """min/opt/max shapes for every input: batch 1 / the batch the engine is tuned for / max_batch_size.
 
     The opt batch is the largest of ``tuned`` (the config's ``preferred_batch_size``, where serving
-    was tuned), else the largest batch the build profiled.
+    was tuned), else the largest batch the build profiled; the max is ``max_batch_size`` (the served
+    config's, which `tritium tune` may have changed), else the recipe's.
     """
     batch_axis = recipe.batch_axis
     if batch_axis:
         batches = profile_batch_sizes(recipe)
-        largest = max(recipe.triton.max_batch_size, max(batches))
+        largest = max_batch_size or max(recipe.triton.max_batch_size, max(batches))
         opt = min(max(tuned), largest) if tuned else max(batches)
         batch = (1, opt, largest)
     profiles = []
@@ -149,6 +152,7 @@ def engine_plan(
     precision: str | None = None,
     workspace_mib: int = 1024,
     tuned: Sequence[int] = (),
+    max_batch_size: int | None = None,
 ) -> EnginePlan:
     recipe = loaded.recipe
     precision = precision or recipe.triton.tensorrt_precision
@@ -159,7 +163,7 @@ def engine_plan(
         version=version,
         target=f"{recipe.name}_tensorrt",
         precision=precision,
-        profiles=shape_profiles(recipe, tuned),
+        profiles=shape_profiles(recipe, tuned, max_batch_size),
         image=tensorrt_image(triton_image),
         workspace_mib=workspace_mib,
     )
@@ -289,7 +293,14 @@ def write_engine_job(
         known = ", ".join(str(v.version) for v in model.versions)
         raise NotFoundError(f"model {model.name!r} has no version {version}", hint=f"versions: {known}")
     tuned = list(model.config.dynamic_batching.preferred_batch_size)
-    plan = engine_plan(loaded, version, triton_image=triton_image, precision=precision, tuned=tuned)
+    plan = engine_plan(
+        loaded,
+        version,
+        triton_image=triton_image,
+        precision=precision,
+        tuned=tuned,
+        max_batch_size=model.config.max_batch_size or None,
+    )
     config_text = to_pbtxt(tensorrt_config(plan, model.config))
     output.mkdir(parents=True, exist_ok=True)
     output = output.resolve()

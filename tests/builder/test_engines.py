@@ -87,6 +87,8 @@ def test_profiles_come_from_the_recipe_inputs_and_batch_sizes():
 def test_a_tuned_preferred_batch_is_the_opt_shape():
     profiles = shape_profiles(_recipe(), tuned=[4, 8])
     assert profiles[0].opt == (8, 96) and profiles[0].max == (32, 128)
+    retuned = shape_profiles(_recipe(), tuned=[24], max_batch_size=16)  # tune lowered max_batch_size
+    assert retuned[0].opt == (16, 96) and retuned[0].max == (16, 128)
 
 
 def test_a_dynamic_axis_without_sizes_names_the_field_to_add():
