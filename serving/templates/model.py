@@ -15,7 +15,11 @@ import json
 import os
 
 import numpy as np
-import triton_python_backend_utils as pb_utils
+
+try:
+    import triton_python_backend_utils as pb_utils
+except ImportError:  # imported outside Triton: the runners alone (tests/serving/test_model_template.py)
+    pb_utils = None
 
 
 def _onnxruntime_runner(path, threads, input_names, output_names, allow_spinning, gpu=None):
