@@ -41,7 +41,13 @@ class TorchRunner:
 
         self._torch = torch
         self.device = torch_device(device)
-        self.module = module.to(self.device) if self.device != "cpu" else module
+        if self.device != "cpu":
+            import copy
+
+            # a copy: Module.to() moves in place, and the export, TorchScript tracing and QAT go on
+            # using the source module with CPU inputs
+            module = copy.deepcopy(module).to(self.device)
+        self.module = module
         self.input_names = list(input_names)
         self.output_names = list(output_names)
         self.label = label
