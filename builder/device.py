@@ -76,9 +76,18 @@ def check_device(device: Device, *, needs_torch: bool = True, support: CudaSuppo
 
 
 def ort_providers(device: Device, device_id: int = 0) -> list:
-    """The execution providers to ask onnxruntime for on ``device`` (CUDA first, CPU for unsupported ops)."""
+    """The execution providers to ask onnxruntime for on ``device`` (CUDA first, CPU for unsupported ops).
+
+    For CUDA, onnxruntime-gpu (1.21+) is first asked to load the CUDA and cuDNN libraries of the
+    ``nvidia-*`` wheels (``preload_dlls``): the GPU install has no system CUDA.
+    """
     if device == "cpu":
         return [CPU_PROVIDER]
+    import onnxruntime as ort
+
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None and CUDA_PROVIDER in ort.get_available_providers():
+        preload()
     return [(CUDA_PROVIDER, {"device_id": device_id}), CPU_PROVIDER]
 
 

@@ -31,6 +31,8 @@ def _onnxruntime_runner(path, threads, input_names, output_names, allow_spinning
     options.add_session_config_entry("session.intra_op.allow_spinning", allow_spinning)
     providers = ["CPUExecutionProvider"]
     if gpu is not None:
+        if hasattr(ort, "preload_dlls"):  # onnxruntime-gpu 1.21+: CUDA/cuDNN from the nvidia-* wheels
+            ort.preload_dlls()
         providers = [("CUDAExecutionProvider", {"device_id": gpu}), "CPUExecutionProvider"]
     session = ort.InferenceSession(path, sess_options=options, providers=providers)
     if gpu is not None and session.get_providers()[0] != "CUDAExecutionProvider":
