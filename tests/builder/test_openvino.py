@@ -112,3 +112,29 @@ def test_openvino_variants_must_share_one_precision(tmp_path):
     )
     with pytest.raises(RecipeError, match="different inference_precision values"):
         plan_build(recipe)
+
+
+@pytest.mark.parametrize(
+    ("variant", "message"),
+    [
+        (
+            {"kind": "openvino-fp32", "inference_precision": "fp32"},
+            "'variants[0].inference_precision': Input should be",
+        ),
+        ({"kind": "openvino-int8"}, "'variants[0].calibration' is required"),
+        ({"kind": "openvino-int8", "calibration": CALIBRATION, "preset": "fast"}, "'variants[0].preset'"),
+    ],
+)
+def test_a_wrong_openvino_variant_is_one_line_naming_the_field(variant, message):
+    data = {
+        "name": "m",
+        "source": {"kind": "onnx", "path": "m.onnx"},
+        "inputs": [{"name": "x", "dtype": "FP32", "shape": ["batch", 4]}],
+        "outputs": [{"name": "y"}],
+        "validation": {"dataset": {"kind": "npz", "path": "v.npz"}, "metric": "top1"},
+        "budget": 0.01,
+        "variants": [variant],
+    }
+    with pytest.raises(RecipeError) as caught:
+        parse_recipe(data, "recipe.yaml")
+    assert message in str(caught.value) and "\n" not in str(caught.value)
