@@ -187,7 +187,7 @@ def test_the_tensorrt_plan_config_validates_against_tritons_schema(engine_job):
     assert [i.name for i in config.input] == ["input_ids", "attention_mask"] and config.max_batch_size == 32
 
 
-def test_the_compose_service_validates_and_runs_trtexec_on_a_gpu(engine_job):
+def test_the_compose_service_validates_and_reserves_a_gpu_for_trtexec(engine_job):
     document = compose_schema.load(engine_job.compose)
     compose_schema.validate(document)
     (service,) = document["services"].values()
