@@ -96,7 +96,11 @@ def runner_for(
     if artifact.platform == OPENVINO_PLATFORM:
         # OpenVINO here is the CPU runtime; on a cuda build it is still judged where it runs
         return OpenVinoRunner(
-            artifact.path, artifact.variant, threads or recipe.profile.threads, artifact.inference_precision
+            artifact.path,
+            artifact.variant,
+            threads or recipe.profile.threads,
+            artifact.inference_precision,
+            [o.name for o in recipe.outputs],
         )
     if artifact.platform == TORCHSCRIPT_PLATFORM:
         import torch

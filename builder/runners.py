@@ -106,7 +106,12 @@ class OpenVinoRunner:
     """
 
     def __init__(
-        self, path: Path, label: str, threads: int | None = None, precision: str | None = "f32"
+        self,
+        path: Path,
+        label: str,
+        threads: int | None = None,
+        precision: str | None = "f32",
+        output_names: Sequence[str] | None = None,
     ) -> None:
         import openvino as ov
 
@@ -115,7 +120,12 @@ class OpenVinoRunner:
             config["INFERENCE_PRECISION_HINT"] = precision
         self.compiled = ov.Core().compile_model(str(path), "CPU", config)
         self.request = self.compiled.create_infer_request()
-        self.output_names = [next(iter(o.get_names())) for o in self.compiled.outputs]
+        # a tensor may carry several names after conversion: use the one the recipe declares
+        wanted = set(output_names or ())
+        self.output_names = [
+            next((n for n in sorted(o.get_names()) if n in wanted), min(o.get_names()))
+            for o in self.compiled.outputs
+        ]
         self.label = label
 
     def run(self, inputs: Inputs) -> Outputs:

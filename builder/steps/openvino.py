@@ -107,7 +107,7 @@ class OpenVinoFp32(_OpenVinoTechnique):
         if spec.inference_precision is OpenVinoPrecision.F32:
             # exact arithmetic must give the export's answers at every verified shape; bf16 is
             # left to the gate, which judges it on the task metric
-            runner = OpenVinoRunner(out, job.name, ctx.threads, "f32")
+            runner = OpenVinoRunner(out, job.name, ctx.threads, "f32", [o.name for o in ctx.recipe.outputs])
             compare_runners(
                 runner,
                 ctx.baseline_runner,

@@ -81,7 +81,7 @@ def _openvino_runner(path, threads, input_names, output_names, allow_spinning, p
         config["INFERENCE_PRECISION_HINT"] = precision
     compiled = ov.Core().compile_model(path, "CPU", config)
     request = compiled.create_infer_request()
-    outputs = {next(iter(o.get_names())): o for o in compiled.outputs}
+    outputs = {name: o for o in compiled.outputs for name in o.get_names()}  # a tensor may have several names
     ordered = [outputs[name] for name in output_names]
 
     def run(arrays):
