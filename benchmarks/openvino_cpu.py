@@ -126,6 +126,7 @@ def _bench(example: str, spec: dict, args, console: Console, tmp: Path) -> dict:
         return tmp / "repo" / ref.model / str(ref.version) / filename
 
     threads = args.threads
+    outputs = [o.name for o in recipe.outputs]
     runners = {
         # onnxruntime's idle threads spin after each call, taking the cores from the OpenVINO call
         # that follows (digits' OpenVINO INT8 measured 7x slower beside spinning sessions): off, as
@@ -135,16 +136,16 @@ def _bench(example: str, spec: dict, args, console: Console, tmp: Path) -> dict:
             path_of(spec["int8_name"], "model.onnx"), "ort-int8", threads, spinning=False
         ),
         "OpenVINO FP32 (f32)": OpenVinoRunner(
-            path_of("openvino-fp32", "model.xml"), "ov-fp32", threads, "f32"
+            path_of("openvino-fp32", "model.xml"), "ov-fp32", threads, "f32", outputs
         ),
         "OpenVINO FP32 (auto: bf16 where present)": OpenVinoRunner(
-            path_of("openvino-fp32", "model.xml"), "ov-auto", threads, "auto"
+            path_of("openvino-fp32", "model.xml"), "ov-auto", threads, "auto", outputs
         ),
         "OpenVINO INT8 NNCF (f32 rest)": OpenVinoRunner(
-            path_of("openvino-int8", "model.xml"), "ov-int8", threads, "f32"
+            path_of("openvino-int8", "model.xml"), "ov-int8", threads, "f32", outputs
         ),
         "OpenVINO INT8 NNCF (auto rest)": OpenVinoRunner(
-            path_of("openvino-int8", "model.xml"), "ov-int8-auto", threads, "auto"
+            path_of("openvino-int8", "model.xml"), "ov-int8-auto", threads, "auto", outputs
         ),
     }
     sizes = {
