@@ -38,10 +38,11 @@ class NewVersion:
     """A model file to add as the next version, with its lineage (a record numbered here)."""
 
     model_file: Path
-    filename: str  # model.onnx | model.pt
+    filename: str  # model.onnx | model.pt | model.xml
     lineage: LineageSource | Mapping
     parent_key: str | None = None  # key of another NewVersion in the same write that this one derives from
     key: str = ""
+    companions: tuple[tuple[Path, str], ...] = ()  # files the model file needs beside it (model.bin)
 
 
 def existing_versions(model_dir: Path) -> list[int]:
@@ -68,8 +69,15 @@ def repository_lock(repository: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+MODEL_FILES = ("model.onnx", "model.pt", "model.xml")
+
+
 def _validate_model_file(path: Path) -> None:
-    if path.suffix == ".onnx":
+    if path.suffix == ".xml":  # OpenVINO IR: reads model.bin beside it
+        import openvino as ov
+
+        ov.Core().read_model(str(path))
+    elif path.suffix == ".onnx":
         import onnx
         import onnxruntime as ort
 
@@ -87,7 +95,7 @@ def _validate_staged(model_dir: Path, versions: Sequence[int], config_text: str)
         raise RepositoryError(f"{CONFIG} for {model_dir.name} does not round-trip through Triton's schema")
     for version in versions:
         version_dir = model_dir / str(version)
-        files = [p for p in version_dir.iterdir() if p.name.startswith("model.")]
+        files = [p for p in version_dir.iterdir() if p.name in MODEL_FILES]
         if len(files) != 1:
             raise RepositoryError(f"staged version {version} has {len(files)} model files")
         try:
@@ -182,6 +190,8 @@ def _stage(repository: Path, staging_root: Path, write: ModelWrite) -> _Staged:
         version_dir = staged_dir / str(number)
         version_dir.mkdir()
         shutil.copyfile(item.model_file, version_dir / item.filename)
+        for companion, name in item.companions:
+            shutil.copyfile(companion, version_dir / name)
         parent = by_key.get(item.parent_key) if item.parent_key is not None else None
         if isinstance(item.lineage, Mapping):
             lineage = dict(item.lineage, version=number)
