@@ -16,42 +16,40 @@ from __future__ import annotations
 import json
 import os
 import resource
-import shutil
-import struct
 import subprocess
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+# The gRPC driver is the product's own (`tritium tune` measures with it); the benchmarks share it.
+from tritium.serving.tuning.loadgen import LoadResult, find_tool, grpc_frame, h2load_grpc
+
+__all__ = [
+    "LoadResult",
+    "find_tool",
+    "grpc_frame",
+    "h2load_grpc",
+    "machine_busy_s",
+    "process_tree_cpu_s",
+    "require",
+    "run_together",
+    "wrk",
+]
+
 WRK_SCRIPT = Path(__file__).with_name("wrk_post.lua")
-GRPC_INFER_PATH = "/inference.GRPCInferenceService/ModelInfer"
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-@dataclass
-class LoadResult:
-    requests: int
-    seconds: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    http_errors: int
-    client_cpu_s: float
-    samples_ms: np.ndarray | None = field(default=None, repr=False)  # per-request latencies, where known
-
-    @property
-    def throughput(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
-
-
 def require(tool: str, package: str) -> str:
-    path = shutil.which(tool)
+    path = find_tool(tool)  # on PATH, or in .venv/bin where scripts/bootstrap.sh puts it
     if path is None:
-        raise SystemExit(f"{tool} is not installed: apt-get install -y {package}")
+        raise SystemExit(
+            f"{tool} is not installed: apt-get install -y {package}, or scripts/install-load-generators.sh .venv/bin"
+        )
     return path
 
 
@@ -84,53 +82,6 @@ def wrk(url: str, body: bytes, headers: dict[str, str], clients: int, seconds: f
         p99_ms=summary["p99_us"] / 1000,
         http_errors=summary["status_errors"] + summary["socket_errors"],
         client_cpu_s=cpu,
-    )
-
-
-def grpc_frame(message: bytes) -> bytes:
-    """A gRPC length-prefixed message (uncompressed)."""
-    return b"\0" + struct.pack(">I", len(message)) + message
-
-
-def h2load_grpc(
-    address: str, message: bytes, clients: int, seconds: float, *, shared_connection: bool = False
-) -> LoadResult:
-    """Unary ModelInfer calls with the serialized `message`, `clients` at a time.
-
-    One HTTP/2 connection per client, or with `shared_connection` one connection carrying `clients`
-    concurrent streams (like one gRPC channel shared by many callers).
-    """
-    connections, streams = (1, clients) if shared_connection else (clients, 1)
-    binary = require("h2load", "nghttp2-client")
-    seconds = max(1, round(seconds))  # h2load runs whole seconds
-    with tempfile.TemporaryDirectory() as scratch:
-        frame, log = Path(scratch) / "frame", Path(scratch) / "log"
-        frame.write_bytes(grpc_frame(message))
-        before = _children_cpu_s()
-        subprocess.run(
-            [binary, f"-c{connections}", f"-m{streams}", "-D", str(seconds), "-d", str(frame),
-             "-H", "content-type: application/grpc", "-H", "te: trailers", "--log-file", str(log),
-             f"http://{address}{GRPC_INFER_PATH}"],
-            capture_output=True, text=True, timeout=seconds + 30, check=True,
-        )  # fmt: skip
-        cpu = _children_cpu_s() - before
-        rows = np.loadtxt(log, dtype=np.int64, ndmin=2) if log.stat().st_size else np.zeros((0, 3), np.int64)
-    if not len(rows):
-        return LoadResult(0, seconds, float("nan"), float("nan"), float("nan"), 0, cpu, np.zeros(0))
-    ok = rows[:, 1] == 200
-    elapsed_ms = rows[:, 2] / 1000
-    answered = (
-        elapsed_ms[ok] if ok.any() else elapsed_ms
-    )  # latencies of the successful calls, as run_together
-    return LoadResult(
-        requests=int(ok.sum()),
-        seconds=seconds,
-        p50_ms=float(np.percentile(answered, 50)),
-        p95_ms=float(np.percentile(answered, 95)),
-        p99_ms=float(np.percentile(answered, 99)),
-        http_errors=int((~ok).sum()),
-        client_cpu_s=cpu,
-        samples_ms=elapsed_ms[ok],
     )
 
 

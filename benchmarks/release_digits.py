@@ -59,7 +59,7 @@ class Load:
         x = np.random.default_rng(0).random((1, 1, 8, 8), dtype=np.float32)
         body = {
             "inputs": [
-                {"name": "input", "datatype": "FP32", "shape": [1, 1, 8, 8], "data": x.ravel().tolist()}
+                {"name": "pixels", "datatype": "FP32", "shape": [1, 1, 8, 8], "data": x.ravel().tolist()}
             ]
         }
         with httpx.Client(base_url=self.url, timeout=30) as http:
@@ -91,6 +91,7 @@ def main(
     / "model_repository",
     window: Annotated[float, typer.Option(help="Seconds per canary step and of the shadow.")] = 10.0,
     threads: Annotated[int, typer.Option(help="Client threads.")] = 8,
+    strategy: Annotated[str, typer.Option(help="canary | shadow-canary | ab")] = "shadow-canary",
 ) -> None:
     from tritium.serving.local import LocalTriton
     from tritium.serving.models import load_model
@@ -125,6 +126,8 @@ def main(
                 time.sleep(0.2)
             with Load(url, threads) as load:
                 time.sleep(3)  # warm up
+                if load.failures or not load.answers:
+                    raise SystemExit(f"the clients' requests fail: {load.failures[:1]}")
                 cpu0, answers0 = loadgen.process_tree_cpu_s(gateway.pid), load.answers
                 time.sleep(window * 2)
                 quiet = (loadgen.process_tree_cpu_s(gateway.pid) - cpu0) / max(1, load.answers - answers0)
@@ -135,7 +138,7 @@ def main(
                 )
                 code = subprocess.run(
                     [sys.executable, "-m", "tritium.cli", "release", "--model", "digits", "--version", str(candidate),
-                     "--strategy", "shadow-canary", "--gateway", url, "--token", TOKEN, "--triton", triton.grpc_url,
+                     "--strategy", strategy, "--gateway", url, "--token", TOKEN, "--triton", triton.grpc_url,
                      "--repository", str(repository), "--releases", str(work / "releases"),
                      "--steps", "25,100", "--window", str(window), "--shadow-window", str(window), "--grace", "5"],
                     check=False,
@@ -149,7 +152,7 @@ def main(
 
     (record,) = ReleaseStore(work / "releases").all("digits")
     table = Table(
-        title=f"release of digits {stable} -> {candidate}: {record.outcome.value} (exit {code}) in {wall:.1f} s"
+        title=f"{strategy} release of digits {stable} -> {candidate}: {record.outcome.value} (exit {code}) in {wall:.1f} s"
     )
     for column in ("phase", "seconds"):
         table.add_column(column, justify="right")

@@ -18,6 +18,18 @@ if TYPE_CHECKING:
 
 ONNX_PLATFORM = "onnxruntime_onnx"
 TORCHSCRIPT_PLATFORM = "pytorch_libtorch"
+# Triton names OpenVINO a backend, not a platform: configs say ``backend: "openvino"``
+OPENVINO_PLATFORM = "openvino"
+
+#: the file each platform's Triton backend loads from a version folder
+MODEL_FILENAMES = {
+    ONNX_PLATFORM: "model.onnx",
+    TORCHSCRIPT_PLATFORM: "model.pt",
+    OPENVINO_PLATFORM: "model.xml",
+}
+#: the Triton model each platform's versions are written to: ``<name><suffix>`` (a platform belongs
+#: to a model, not to a version)
+MODEL_SUFFIXES = {ONNX_PLATFORM: "", TORCHSCRIPT_PLATFORM: "_torchscript", OPENVINO_PLATFORM: "_openvino"}
 
 
 @dataclass(frozen=True)
@@ -55,14 +67,22 @@ class Artifact:
     judge_compressed: bool = False
     # what rebuilds a structurally pruned model: factory + state dict, then this plan replayed
     pruning: dict | None = None
+    inference_precision: str | None = None  # OpenVINO: the CPU plugin's precision hint ("f32", "auto")
 
     @property
     def filename(self) -> str:
-        return "model.pt" if self.platform == TORCHSCRIPT_PLATFORM else "model.onnx"
+        return MODEL_FILENAMES[self.platform]
+
+    @property
+    def companions(self) -> tuple[tuple[Path, str], ...]:
+        """Files the model file needs beside it, with their names in a version folder (IR weights)."""
+        if self.platform == OPENVINO_PLATFORM:
+            return ((self.path.with_suffix(".bin"), "model.bin"),)
+        return ()
 
     @property
     def size_bytes(self) -> int:
-        return self.path.stat().st_size
+        return self.path.stat().st_size + sum(path.stat().st_size for path, _ in self.companions)
 
 
 @dataclass

@@ -32,12 +32,20 @@ def build(
         typer.Option("--output", "-o", help="Folder for the report (default builds/<name>/<build id>)"),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output")] = False,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            "--device", help="Validate and profile on cpu or cuda (overrides the recipe's profile.device)"
+        ),
+    ] = None,
 ) -> None:
     """Build a recipe: baseline, export, optimize, validate, profile, write versions, report."""
     from tritium.builder.pipeline import build_recipe
     from tritium.builder.report import _rows
 
-    result = build_recipe(recipe, repository=repository, output_dir=output, show_progress=not quiet)
+    result = build_recipe(
+        recipe, repository=repository, output_dir=output, show_progress=not quiet, device=device
+    )
     table = Table(title=f"{result.recipe.recipe.name}: build {result.build_id} ({result.seconds:.0f} s)")
     rows = _rows(result)
     if not any(row["checks"] for row in rows):
@@ -231,7 +239,70 @@ def models_show(
     _console().print(table)
 
 
+def engines(
+    model: Annotated[str, typer.Argument(help="The ONNX model in the repository (its recipe's name)")],
+    recipe: Annotated[
+        Path, typer.Option("--recipe", help="The recipe it was built from (input spec, batch sizes)")
+    ],
+    repository: RepositoryOption = Path("model_repository"),
+    version: Annotated[
+        int | None, typer.Option("--version", help="ONNX version to build from (default the latest served)")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Folder for the job (default deploy/engines/MODEL)")
+    ] = None,
+    image: Annotated[
+        str | None,
+        typer.Option("--image", help="Triton image the engine is for (default: the serve command's)"),
+    ] = None,
+    precision: Annotated[
+        str | None, typer.Option("--precision", help="FP32, FP16 or INT8 (default triton.tensorrt_precision)")
+    ] = None,
+    namespace: Annotated[
+        str, typer.Option("--namespace", help="Kubernetes namespace of the Job")
+    ] = "tritium",
+    claim: Annotated[
+        str, typer.Option("--claim", help="PersistentVolumeClaim holding the model repository")
+    ] = "model-repository",
+) -> None:
+    """Write a trtexec job (Compose service + Kubernetes Job) that builds MODEL's TensorRT engine on a GPU node."""
+    from tritium.builder.engines import write_engine_job
+    from tritium.builder.recipe import load_recipe
+    from tritium.errors import RecipeError
+
+    loaded = load_recipe(recipe)
+    if loaded.recipe.name != model:
+        raise RecipeError(
+            f"{recipe} builds {loaded.recipe.name!r}, not {model!r}",
+            hint="pass the recipe MODEL was built from",
+        )
+    if image is None:
+        from tritium.serving.docker_runtime import DEFAULT_IMAGE
+
+        image = DEFAULT_IMAGE
+    job = write_engine_job(
+        loaded,
+        repository,
+        output or Path("deploy") / "engines" / model,
+        version=version,
+        triton_image=image,
+        precision=precision,
+        namespace=namespace,
+        claim=claim,
+    )
+    console = _console()
+    console.print(
+        f"engine job for {model} version {job.plan.version} → {job.plan.target}/1/model.plan ({job.plan.image})"
+    )
+    for profile in job.plan.profiles:
+        console.print(
+            f"  {profile.name}: min {list(profile.min)} opt {list(profile.opt)} max {list(profile.max)}"
+        )
+    console.print(f"compose: {job.compose}\nkubernetes: {job.kubernetes}\nconfig: {job.config}")
+
+
 def register(app: typer.Typer, models_app: typer.Typer) -> None:
     app.command("build")(build)
+    app.command("engines")(engines)
     models_app.command("list")(models_list)
     models_app.command("show")(models_show)

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tritium.builder.artifacts import TORCHSCRIPT_PLATFORM, Artifact
+from tritium.builder.artifacts import OPENVINO_PLATFORM, TORCHSCRIPT_PLATFORM, Artifact
 from tritium.builder.data import EvalSet
 from tritium.builder.gate import GateDecision, gate
 from tritium.builder.metrics import LABELLED_METRICS, score
 from tritium.builder.recipe import MetricName, Recipe
 from tritium.builder.results import Evaluation
-from tritium.builder.runners import OrtRunner, Outputs, Runner, TorchRunner, default_threads, run_eval_set
+from tritium.builder.runners import (
+    OpenVinoRunner,
+    OrtRunner,
+    Outputs,
+    Runner,
+    TorchRunner,
+    default_threads,
+    run_eval_set,
+)
 
 
 @dataclass(frozen=True)
@@ -76,9 +84,24 @@ class Evaluator:
 
 
 def runner_for(
-    artifact: Artifact, recipe: Recipe, *, threads: int | None = None, spinning: bool = True
+    artifact: Artifact,
+    recipe: Recipe,
+    *,
+    threads: int | None = None,
+    spinning: bool = True,
+    device: str | None = None,
 ) -> Runner:
-    """A runner for an ONNX or TorchScript artifact."""
+    """A runner for an ONNX, TorchScript or OpenVINO artifact, on ``device`` (default the recipe's)."""
+    device = device or recipe.profile.device
+    if artifact.platform == OPENVINO_PLATFORM:
+        # OpenVINO here is the CPU runtime; on a cuda build it is still judged where it runs
+        return OpenVinoRunner(
+            artifact.path,
+            artifact.variant,
+            threads or recipe.profile.threads,
+            artifact.inference_precision,
+            [o.name for o in recipe.outputs],
+        )
     if artifact.platform == TORCHSCRIPT_PLATFORM:
         import torch
 
@@ -90,5 +113,8 @@ def runner_for(
             artifact.variant,
             # explicit: torch's thread count is global, a timing at one thread must not stick
             threads or recipe.profile.threads or default_threads(),
+            device=device,
         )
-    return OrtRunner(artifact.path, artifact.variant, threads or recipe.profile.threads, spinning=spinning)
+    return OrtRunner(
+        artifact.path, artifact.variant, threads or recipe.profile.threads, spinning=spinning, device=device
+    )

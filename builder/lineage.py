@@ -50,6 +50,7 @@ class MachineRecord(_Record):
     platform: str
     processor: str
     threads: int | None
+    device: str = "cpu"  # where the metrics and latencies were measured (profile.device; OpenVINO: cpu)
 
 
 class ExclusionRecord(_Record):
@@ -161,14 +162,16 @@ def tool_versions() -> dict[str, str]:
     import importlib.metadata as md
 
     versions = {"tritium": tritium.__version__, "python": platform.python_version()}
-    for package in ("torch", "onnx", "onnxruntime", "transformers"):
+    for package in ("torch", "onnx", "onnxruntime", "transformers", "openvino", "nncf"):
         with suppress(md.PackageNotFoundError):
             versions[package] = md.version(package)
     return versions
 
 
-def machine(threads: int | None) -> MachineRecord:
-    return MachineRecord(platform=platform.platform(), processor=platform.machine(), threads=threads)
+def machine(threads: int | None, device: str = "cpu") -> MachineRecord:
+    return MachineRecord(
+        platform=platform.platform(), processor=platform.machine(), threads=threads, device=device
+    )
 
 
 def draft(
@@ -227,7 +230,10 @@ def draft(
         "performance": result.performance.as_dict() if result.performance else None,
         "baseline_latency": [p.as_dict() for p in baseline_latency],
         "latency": [p.as_dict() for p in result.latency],
-        "machine": machine(threads),
+        # OpenVINO variants run on its CPU plugin whatever the build's device
+        "machine": machine(
+            threads, "cpu" if artifact.platform == "openvino" else loaded.recipe.profile.device
+        ),
         "accuracy_control": artifact.accuracy_control.as_record() if artifact.accuracy_control else None,
         "training": artifact.training.as_record() if artifact.training else None,
         "model_stats": result.stats.as_dict() if result.stats else None,

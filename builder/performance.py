@@ -45,7 +45,13 @@ class PerformanceRule:
         if objective is not Objective.LATENCY:
             return judge(objective, settings.tolerance)
         if self._export_runner is None:
-            self._export_runner = OrtRunner(self.export.path, "fp32 export", settings.threads, spinning=False)
+            self._export_runner = OrtRunner(
+                self.export.path,
+                "fp32 export",
+                settings.threads,
+                spinning=False,
+                device=self.recipe.profile.device,
+            )
         if task is not None:
             sizes = ", ".join(map(str, self.batch_sizes))
             task.describe(f"variant {artifact.variant}: latency vs the FP32 export, batch {sizes}")

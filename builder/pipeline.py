@@ -26,9 +26,10 @@ from tritium.builder import export as exporting
 from tritium.builder import lineage
 from tritium.builder import report as reporting
 from tritium.builder.advice import plan_warnings
-from tritium.builder.artifacts import ONNX_PLATFORM, Artifact
+from tritium.builder.artifacts import MODEL_SUFFIXES, ONNX_PLATFORM, Artifact
 from tritium.builder.context import BuildContext
 from tritium.builder.data import EvalSet, hold_out, load_dataset, synthetic_inputs
+from tritium.builder.device import check_device, objective_on, with_device
 from tritium.builder.evaluation import Evaluator, Reference, runner_for
 from tritium.builder.events import (
     EventSink,
@@ -80,19 +81,21 @@ def build_recipe(
     console: Console | None = None,
     show_progress: bool = True,
     on_event: EventSink | None = None,
+    device: str | None = None,
 ) -> BuildResult:
     """Run a whole build. Raises a :class:`TritiumError` (repository untouched) on failure.
 
     ``show_progress`` draws the build's events on ``console`` (stderr by default); ``on_event``
-    receives every event as well (or alone, without progress output).
+    receives every event as well (or alone, without progress output). ``device`` ("cpu" or
+    "cuda") overrides the recipe's ``profile.device``.
     """
     if not show_progress:
-        return _Build(recipe_path, repository, output_dir, on_event or ignore).run()
+        return _Build(recipe_path, repository, output_dir, on_event or ignore, device).run()
     from tritium.builder.progress_view import RichProgress
 
     with RichProgress(console or Console(stderr=True, log_path=False)) as view:
         emit = fan_out(view, on_event) if on_event else view
-        return _Build(recipe_path, repository, output_dir, emit).run()
+        return _Build(recipe_path, repository, output_dir, emit, device).run()
 
 
 @contextmanager
@@ -106,11 +109,15 @@ def _stage(emit: EventSink, stage: str, description: str) -> Iterator[None]:
 class _Build:
     """One run of a recipe; intermediate artifacts live in a temporary work folder."""
 
-    def __init__(self, recipe_path, repository, output_dir, emit: EventSink) -> None:
+    def __init__(
+        self, recipe_path, repository, output_dir, emit: EventSink, device: str | None = None
+    ) -> None:
         self.started = time.perf_counter()
         self.emit = emit
-        self.loaded: LoadedRecipe = load_recipe(recipe_path)
+        self.loaded: LoadedRecipe = with_device(load_recipe(recipe_path), device)
         self.recipe: Recipe = self.loaded.recipe
+        # a GPU the machine lacks fails here, in one line, before anything is loaded or exported
+        check_device(self.recipe.profile.device, needs_torch=self.recipe.source.kind != "onnx")
         self.plan: Plan = plan_recipe(self.loaded)
         now = datetime.now(timezone.utc)
         self.build_id = now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
@@ -208,8 +215,15 @@ class _Build:
         names = [s.name for s in self.recipe.inputs]
         outputs = [o.name for o in self.recipe.outputs]
         if source.is_torch:
-            return TorchRunner(source.module, names, outputs, "baseline", self.threads or default_threads())
-        return OrtRunner(source.onnx_path, "baseline", self.threads)
+            return TorchRunner(
+                source.module,
+                names,
+                outputs,
+                "baseline",
+                self.threads or default_threads(),
+                self.recipe.profile.device,
+            )
+        return OrtRunner(source.onnx_path, "baseline", self.threads, device=self.recipe.profile.device)
 
     def check_model_accepts_inputs(self, runner: Runner, source: SourceModel) -> None:
         recipe = self.recipe
@@ -321,7 +335,7 @@ class _Build:
             if not decision.accepted:
                 reason = "; ".join((decision.reason, *artifact.notes))
                 return replace(result, status=VariantStatus.REJECTED, reason=reason)
-            performance = rule.judge(step.variant.objective, artifact, task)
+            performance = rule.judge(objective_on(step.variant, self.recipe.profile.device), artifact, task)
             result = replace(result, performance=performance)
             if not performance.accepted:
                 return replace(result, status=VariantStatus.REJECTED, reason=performance.reason)
@@ -375,8 +389,8 @@ class _Build:
         recipe = self.recipe
         groups: dict[str, list[VariantResult]] = {}
         for result in outcome.accepted:
-            onnx = result.artifact.platform == ONNX_PLATFORM
-            groups.setdefault(recipe.name if onnx else f"{recipe.name}_torchscript", []).append(result)
+            suffix = MODEL_SUFFIXES[result.artifact.platform]
+            groups.setdefault(f"{recipe.name}{suffix}", []).append(result)
         writes = []
         for model_name, members in groups.items():
             keys = {m.name for m in members}
@@ -384,6 +398,7 @@ class _Build:
                 NewVersion(
                     model_file=m.artifact.path,
                     filename=m.artifact.filename,
+                    companions=m.artifact.companions,
                     lineage=lineage.draft(
                         model=model_name,
                         result=m,

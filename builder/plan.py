@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tritium.builder.artifacts import ONNX_PLATFORM
 from tritium.builder.recipe import LoadedRecipe, Recipe, variant_name
 from tritium.builder.steps import TECHNIQUES, Parent
 from tritium.builder.steps.export import EXPORT
@@ -95,7 +96,8 @@ def _check_parent(variant, index: int, before: list[PlannedStep], technique, whe
             f"(listed before: {sorted(names) or 'none'})",
             hint="name an earlier variant, by its 'name' or its default name",
         )
-    if TECHNIQUES[names[variant.parent].kind].platform != technique.platform:
+    # every technique that starts from another model reads an ONNX file (OpenVINO converts one)
+    if TECHNIQUES[names[variant.parent].kind].platform != ONNX_PLATFORM:
         raise RecipeError(
             f"{field}: {variant.parent!r} is a {names[variant.parent].kind} model, not ONNX",
             hint="stack ONNX techniques on a variant that makes an ONNX model",

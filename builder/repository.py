@@ -38,10 +38,11 @@ class NewVersion:
     """A model file to add as the next version, with its lineage (a record numbered here)."""
 
     model_file: Path
-    filename: str  # model.onnx | model.pt
+    filename: str  # model.onnx | model.pt | model.xml
     lineage: LineageSource | Mapping
     parent_key: str | None = None  # key of another NewVersion in the same write that this one derives from
     key: str = ""
+    companions: tuple[tuple[Path, str], ...] = ()  # files the model file needs beside it (model.bin)
 
 
 def existing_versions(model_dir: Path) -> list[int]:
@@ -68,8 +69,15 @@ def repository_lock(repository: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+MODEL_FILES = ("model.onnx", "model.pt", "model.xml")
+
+
 def _validate_model_file(path: Path) -> None:
-    if path.suffix == ".onnx":
+    if path.suffix == ".xml":  # OpenVINO IR: reads model.bin beside it
+        import openvino as ov
+
+        ov.Core().read_model(str(path))
+    elif path.suffix == ".onnx":
         import onnx
         import onnxruntime as ort
 
@@ -87,7 +95,7 @@ def _validate_staged(model_dir: Path, versions: Sequence[int], config_text: str)
         raise RepositoryError(f"{CONFIG} for {model_dir.name} does not round-trip through Triton's schema")
     for version in versions:
         version_dir = model_dir / str(version)
-        files = [p for p in version_dir.iterdir() if p.name.startswith("model.")]
+        files = [p for p in version_dir.iterdir() if p.name in MODEL_FILES]
         if len(files) != 1:
             raise RepositoryError(f"staged version {version} has {len(files)} model files")
         try:
@@ -182,6 +190,8 @@ def _stage(repository: Path, staging_root: Path, write: ModelWrite) -> _Staged:
         version_dir = staged_dir / str(number)
         version_dir.mkdir()
         shutil.copyfile(item.model_file, version_dir / item.filename)
+        for companion, name in item.companions:
+            shutil.copyfile(companion, version_dir / name)
         parent = by_key.get(item.parent_key) if item.parent_key is not None else None
         if isinstance(item.lineage, Mapping):
             lineage = dict(item.lineage, version=number)
@@ -290,3 +300,66 @@ def list_models(repository: Path) -> list[ModelInfo]:
         return []
     names = sorted(p.name for p in repository.iterdir() if (p / CONFIG).is_file())
     return [read_model(repository, n) for n in names]
+
+
+def write_model_config(
+    repository: Path, model_name: str, config: mc.ModelConfig, *, records: dict[str, bytes] | None = None
+) -> Path:
+    """Replace ``model_name``'s ``config.pbtxt`` with ``config``, adding ``records`` (new files) beside it.
+
+    For settings that change after a build (``tritium tune --apply``): the version policy must be the
+    one already written (which versions are served is the builder's and the gateway's business, not a
+    config change's), every record path (``"<version>/tuning-<id>.json"``) must be new and inside an
+    existing version, and the config is staged, checked to round-trip through Triton's schema, then
+    renamed into place; a failure leaves the model as it was.
+    """
+    repository = repository.resolve()
+    model_dir = repository / model_name
+    try:
+        with repository_lock(repository):
+            current_path = model_dir / CONFIG
+            if not current_path.is_file():
+                raise NotFoundError(f"model {model_name!r} is not in {repository}")
+            current = parse_pbtxt(current_path.read_text())
+            if current.version_policy != config.version_policy:
+                raise RepositoryError(
+                    f"the new config of {model_name} changes its version policy; nothing was written",
+                    hint="keep the version policy as the repository has it",
+                )
+            targets = {}
+            for relative, _ in (records or {}).items():
+                target = (model_dir / relative).resolve()
+                if target.parent.parent != model_dir.resolve() or not target.parent.name.isdigit():
+                    raise RepositoryError(f"record {relative!r} is not inside a version of {model_name}")
+                if not target.parent.is_dir() or target.exists():
+                    raise RepositoryError(f"record {relative!r}: no such version, or the file exists")
+                targets[relative] = target
+            text = to_pbtxt(config)
+            staging = repository.parent / f".{repository.name}.staging-{uuid.uuid4().hex[:8]}"
+            staging.mkdir()
+            try:
+                (staging / CONFIG).write_text(text)
+                if to_pbtxt(parse_pbtxt((staging / CONFIG).read_text())) != text:
+                    raise RepositoryError(
+                        f"{CONFIG} for {model_name} does not round-trip through Triton's schema"
+                    )
+                written: list[Path] = []
+                try:
+                    for relative, target in targets.items():
+                        staged = staging / f"record-{len(written)}"
+                        staged.write_bytes((records or {})[relative])
+                        os.rename(staged, target)  # same filesystem: whole or absent
+                        written.append(target)
+                    os.replace(staging / CONFIG, current_path)
+                except BaseException:
+                    for target in written:
+                        target.unlink(missing_ok=True)
+                    raise
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    except OSError as exc:
+        raise RepositoryError(
+            f"cannot write {model_dir}: {exc.strerror or exc} ({exc.filename or model_dir}); nothing was changed",
+            hint="check that the path is writable and the disk has space",
+        ) from None
+    return current_path

@@ -10,6 +10,7 @@ from typing import Protocol
 import numpy as np
 
 from tritium.builder.data import EvalSet, Inputs
+from tritium.builder.device import Device, check_session_providers, ort_providers, torch_device
 
 Outputs = dict[str, np.ndarray]
 
@@ -34,10 +35,18 @@ class TorchRunner:
         output_names: Sequence[str],
         label: str,
         threads: int | None = None,
+        device: Device = "cpu",
     ) -> None:
         import torch
 
         self._torch = torch
+        self.device = torch_device(device)
+        if self.device != "cpu":
+            import copy
+
+            # a copy: Module.to() moves in place, and the export, TorchScript tracing and QAT go on
+            # using the source module with CPU inputs
+            module = copy.deepcopy(module).to(self.device)
         self.module = module
         self.input_names = list(input_names)
         self.output_names = list(output_names)
@@ -50,7 +59,7 @@ class TorchRunner:
             torch.set_num_threads(self.threads)
         with torch.inference_mode():
             result = self.module(
-                *[torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in self.input_names]
+                *[torch.from_numpy(np.ascontiguousarray(inputs[n])).to(self.device) for n in self.input_names]
             )
         if isinstance(result, dict):
             result = [result[n] for n in self.output_names]
@@ -60,9 +69,18 @@ class TorchRunner:
 
 
 class OrtRunner:
-    """An onnxruntime CPU session (all graph optimizations on, as Triton's ORT backend does)."""
+    """An onnxruntime session (all graph optimizations on, as Triton's ORT backend does), on the CPU or
+    with the CUDA provider (checked to be the one actually used)."""
 
-    def __init__(self, path: Path, label: str, threads: int | None = None, *, spinning: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path,
+        label: str,
+        threads: int | None = None,
+        *,
+        spinning: bool = True,
+        device: Device = "cpu",
+    ) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -71,12 +89,54 @@ class OrtRunner:
         options.log_severity_level = 3
         if not spinning:  # idle pool threads sleep instead of spinning (as the served runtime does)
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), options, providers=ort_providers(device))
+        check_session_providers(device, self.session.get_providers(), f"{label} ({path.name})")
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.label = label
 
     def run(self, inputs: Inputs) -> Outputs:
         return dict(zip(self.output_names, self.session.run(self.output_names, inputs), strict=True))
+
+
+class OpenVinoRunner:
+    """An OpenVINO IR (or ONNX file) compiled for OpenVINO's CPU plugin, tuned for latency.
+
+    ``precision``: the plugin's ``INFERENCE_PRECISION_HINT`` ("f32"; or None for its default, bf16
+    where the CPU has it). ``threads``: its ``INFERENCE_NUM_THREADS`` (default all cores).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        label: str,
+        threads: int | None = None,
+        precision: str | None = "f32",
+        output_names: Sequence[str] | None = None,
+    ) -> None:
+        import openvino as ov
+
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads or default_threads()}
+        if precision and precision != "auto":
+            config["INFERENCE_PRECISION_HINT"] = precision
+        self.compiled = ov.Core().compile_model(str(path), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        # a tensor may carry several names after conversion: use the one the recipe declares
+        wanted = set(output_names or ())
+        self.output_names = [
+            next((n for n in sorted(o.get_names()) if n in wanted), min(o.get_names()))
+            for o in self.compiled.outputs
+        ]
+        self.label = label
+
+    def run(self, inputs: Inputs) -> Outputs:
+        # outputs come back as copies (share_outputs off): the request reuses its buffers
+        result = self.request.infer(
+            {k: np.ascontiguousarray(v) for k, v in inputs.items()}, share_inputs=True
+        )
+        return {
+            name: result[output]
+            for name, output in zip(self.output_names, self.compiled.outputs, strict=True)
+        }
 
 
 def run_eval_set(runner: Runner, eval_set: EvalSet) -> Outputs:

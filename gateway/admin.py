@@ -6,7 +6,7 @@ import time
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,11 +21,12 @@ from tritium.gateway.routes import (
     Route,
     RouteTable,
     Shadow,
+    route_etag,
     table_to_data,
     validated_policy,
     validated_route,
 )
-from tritium.gateway.store import ANY_ROUTE, BasedOn
+from tritium.gateway.store import ANY_ROUTE, BasedOn, RouteConflictError
 
 
 def _gateway(request: Request) -> Gateway:
@@ -104,7 +105,17 @@ def _route(gateway: Gateway, model: str) -> Route:
 
 
 def _route_data(model: str, route: Route) -> dict:
-    return {"model": model, "route": route.model_dump(mode="json")}
+    return {"model": model, "route": route.model_dump(mode="json"), "etag": route_etag(route)}
+
+
+def _not_held(model: str, route: Route) -> None:
+    """A route a release holds has one controller, the release: no canary starts or moves under it."""
+    if route.held(time.time()):
+        raise RouteConflictError(
+            f"the route of {model!r} is held by {route.hold.by} until "
+            f"{time.strftime('%H:%M:%S UTC', time.gmtime(route.hold.until))}",
+            hint="wait for that release to end (`tritium releases list`), or take the hold off with a PUT",
+        )
 
 
 async def _replace(
@@ -183,9 +194,40 @@ async def compare_arms(
 
 
 @router.put("/routes/{model}", responses=statuses(400, 409, 503, 504))
-async def put_route(model: ModelName, body: dict, gateway: GatewayDep, who: Actor) -> dict:
-    new = validated_route(body)  # a full declaration: it replaces whatever is there (last writer wins)
-    return await _replace(gateway, model, "put", who, new, based_on=ANY_ROUTE, detail="route replaced")
+async def put_route(
+    model: ModelName,
+    body: dict,
+    gateway: GatewayDep,
+    who: Actor,
+    if_match: Annotated[
+        str | None,
+        Header(
+            max_length=64,
+            description='the `etag` of the route this change was made from (`"absent"`: there is none): '
+            "applied only if the route is still that one, else 409",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, Query(description="check everything (route, targets in Triton, If-Match) and change nothing")
+    ] = False,
+) -> dict:
+    """A full declaration: it replaces whatever is there (last writer wins), or, with `If-Match`, only
+    the route it was made from (compare-and-set, e.g. a release changing several gateways, which
+    first checks the change on every one of them with `dry_run`)."""
+    new = validated_route(body)
+    based_on: BasedOn = ANY_ROUTE
+    if if_match is not None:
+        current = gateway.store.table.routes.get(model)
+        if route_etag(current) != if_match:
+            raise RouteConflictError(
+                f"the route of {model!r} is no longer the one this change was made from",
+                hint=f"read it again (`tritium routes show {model}`) and retry",
+            )
+        based_on = current
+    if dry_run:
+        await gateway.check_targets(new)
+        return {**_route_data(model, new), "dry_run": True}
+    return await _replace(gateway, model, "put", who, new, based_on=based_on, detail="route replaced")
 
 
 @router.delete("/routes/{model}", responses=statuses(400, 404))
@@ -215,6 +257,7 @@ async def set_shadow(model: ModelName, body: ShadowChange, gateway: GatewayDep, 
 @router.post("/routes/{model}/canary", responses=CHANGE)
 async def start_canary(model: ModelName, body: CanaryStart, gateway: GatewayDep, who: Actor) -> dict:
     route = _route(gateway, model)
+    _not_held(model, route)
     overrides = body.model_dump(exclude={"stable", "canary"}, exclude_none=True)
     policy = validated_policy({**gateway.settings.canary.model_dump(), **overrides})
     new = canary.start(route, body.stable, body.canary, policy, now=time.time())

@@ -47,9 +47,9 @@ class AdminClient:
     def __exit__(self, *exc: object) -> None:
         self._client.close()
 
-    def call(self, method: str, path: str, body: Any = None) -> dict:
+    def call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> dict:
         try:
-            response = self._client.request(method, f"/admin{path}", json=body)
+            response = self._client.request(method, f"/admin{path}", json=body, headers=headers)
         except httpx.HTTPError as exc:
             raise UnavailableError(
                 f"the gateway at {self.url} is not reachable ({exc})",

@@ -52,6 +52,8 @@ class CanaryController:
             state = route.canary
             if state is None or state.state is not CanaryState.PROGRESSING:
                 continue
+            if route.held(now):
+                continue  # a release drives this route across the fleet: one controller at a time
             since = max(state.step_started_at, now - state.policy.window_s)
             transition = canary.evaluate(
                 route,

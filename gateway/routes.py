@@ -7,7 +7,9 @@ to the route file, so a file written by the gateway can be edited by hand and lo
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
+import json
 import os
 import stat
 import tempfile
@@ -118,6 +120,21 @@ class Canary(_Strict):
         return 0
 
 
+class Hold(_Strict):
+    """One controller at a time: a release driving this route across several gateways holds it, and
+    every gateway's own canary controller stands down (and new canaries are refused) until `until`.
+
+    A lease, not a flag: a release that dies without taking its hold off frees the route when the
+    lease ends; a running release renews it at every step.
+    """
+
+    by: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@ -]+$")
+    until: float = Field(gt=0)
+
+    def active(self, now: float) -> bool:
+        return now < self.until
+
+
 class Route(_Strict):
     """How one public model name is served."""
 
@@ -125,6 +142,10 @@ class Route(_Strict):
     sticky_header: str | None = None
     shadow: Shadow | None = None
     canary: Canary | None = None
+    hold: Hold | None = None
+
+    def held(self, now: float) -> bool:
+        return self.hold is not None and self.hold.active(now)
 
     @model_validator(mode="after")
     def _consistent(self) -> Route:
@@ -185,6 +206,15 @@ def _one_line(exc: ValidationError) -> str:
         where = ".".join(str(p) for p in err["loc"]) or "route"
         parts.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
     return "; ".join(parts)
+
+
+def route_etag(route: Route | None) -> str:
+    """A digest of the route's content, equal on every gateway holding the same route: what a client
+    sends back in `If-Match` to change the route only if nobody changed it since it read it."""
+    if route is None:
+        return '"absent"'
+    canonical = json.dumps(route.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return '"' + hashlib.blake2b(canonical.encode(), digest_size=12).hexdigest() + '"'
 
 
 def validated_route(data: object) -> Route:

@@ -18,13 +18,26 @@ from tritium.errors import NotFoundError, NotPromotedError, UserInputError
 console = Console()
 releases_app = typer.Typer(help="Release records: what each release did and decided.", no_args_is_help=True)
 
-GatewayOption = Annotated[
-    str, typer.Option("--gateway", envvar="TRITIUM_GATEWAY_URL", help="Gateway base URL.")
+GatewaysOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--gateway",
+        help="Gateway (admin) base URL; repeat it for every gateway replica, or dns+http://SERVICE:PORT for "
+        "every pod of a headless Service [default: http://127.0.0.1:8080, "
+        "or the release's own on --resume].",
+    ),
+]
+TritonsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--triton",
+        help="Triton gRPC host:port (model control); repeat it for every replica of one shared "
+        "repository, or dns+SERVICE:PORT for every pod of a headless Service [default: 127.0.0.1:8001, or the release's own on --resume].",
+    ),
 ]
 TokenOption = Annotated[
     str | None, typer.Option("--token", envvar="TRITIUM_GATEWAY_ADMIN_TOKEN", help="Gateway admin token.")
 ]
-TritonOption = Annotated[str, typer.Option("--triton", help="Triton gRPC host:port (model control).")]
 ReleasesOption = Annotated[Path, typer.Option("--releases", help="Where release records are kept.")]
 RepositoryOption = Annotated[
     Path, typer.Option("--repository", "-r", envvar="TRITIUM_REPOSITORY", help="The model repository.")
@@ -56,9 +69,16 @@ def release(
         str | None, typer.Option("--variant", help="Which accepted variant of the build to release.")
     ] = None,
     strategy: Annotated[str, typer.Option(help="canary | shadow-canary | ab")] = "canary",
-    gateway: GatewayOption = "http://127.0.0.1:8080",
+    gateway: GatewaysOption = None,
     token: TokenOption = None,
-    triton: TritonOption = "127.0.0.1:8001",
+    triton: TritonsOption = None,
+    prometheus: Annotated[
+        str | None,
+        typer.Option(
+            "--prometheus",
+            help="Judge canary steps on the gateway metrics in this Prometheus, summed over replicas.",
+        ),
+    ] = None,
     repository: RepositoryOption = Path("model_repository"),
     releases: ReleasesOption = Path("releases"),
     steps: Annotated[str, typer.Option(help="Canary percentages.")] = "10,50,100",
@@ -72,8 +92,18 @@ def release(
     ] = 60.0,
     resume: Annotated[str | None, typer.Option("--resume", help="Continue the release with this id.")] = None,
 ) -> None:
-    """Release a model version: load, verify served parity, (shadow,) canary or A/B, promote or roll back."""
+    """Release a model version: load, verify served parity, (shadow,) canary or A/B, promote or roll back.
+
+    On a fleet (several --triton on one shared repository, several --gateway), the version is
+    loaded and verified on every Triton, every gateway gets the same routes, and the release judges
+    the canary steps itself (on Prometheus with --prometheus) while the gateways' controllers stand down.
+    """
+    from contextlib import ExitStack
+
     from tritium.gateway.admin_client import AdminClient
+    from tritium.release.analysis import PrometheusAnalysis
+    from tritium.release.discovery import expand
+    from tritium.release.fleet import Fleet
     from tritium.release.record import Outcome, ReleaseRecord, ReleaseStore, Strategy
     from tritium.release.runner import Options, Runner
 
@@ -86,9 +116,20 @@ def release(
         steps=_steps(steps), window_s=window, min_requests=min_requests, shadow_window_s=shadow_window,
         min_agreement=min_agreement, ab_window_s=ab_window, grace_s=grace,
     )  # fmt: skip
-    with AdminClient(gateway, token) as admin:
-        if resume is not None:
-            record = store.load(resume)
+    record = store.load(resume) if resume is not None else None
+    # As given (`dns+` names kept), so a resumed release or a rollback finds the pods there are then.
+    gateway_specs = gateway or (record.gateways if record else ["http://127.0.0.1:8080"])
+    triton_specs = triton or (record.tritons if record else ["127.0.0.1:8001"])
+    gateways = _distinct("--gateway", expand("--gateway", gateway_specs))
+    tritons = _distinct("--triton", expand("--triton", triton_specs))
+    prometheus = prometheus or (record.prometheus_url if record else None)
+    with ExitStack() as stack:
+        admins = [stack.enter_context(AdminClient(url, token)) for url in gateways]
+        admin = admins[0]
+        analysis = PrometheusAnalysis(prometheus) if prometheus else None
+        if analysis is not None:
+            stack.callback(analysis.close)
+        if record is not None:
             if record.outcome is not Outcome.IN_PROGRESS:
                 console.print(f"release {record.id} already ended: {record.outcome.value}")
                 return
@@ -109,7 +150,8 @@ def release(
             record = ReleaseRecord(
                 id=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6],
                 model=public, triton_model=triton_model, candidate_version=candidate, previous_version=previous,
-                strategy=chosen, gateway_url=gateway, triton_url=triton, started_at=time.time(),
+                strategy=chosen, gateway_url=gateways[0], triton_url=tritons[0], gateway_urls=gateway_specs,
+                triton_urls=triton_specs, prometheus_url=prometheus, started_at=time.time(),
                 settings={"options": vars(options), "metric": metric, "recipe": str(recipe) if recipe else None},
             )  # fmt: skip
             from tritium.release.plan import agreement_for
@@ -121,9 +163,9 @@ def release(
             f"release {record.id}: {record.model} version {record.candidate_version} "
             f"(stable now: {record.previous_version}), {record.strategy.value}"
         )
-        runner = Runner(
-            record, store, admin, repository, options, inputs, say=lambda text: console.print(escape(text))
-        )
+        say = lambda text: console.print(escape(text))  # noqa: E731
+        fleet = Fleet(tritons, admins, say=say)
+        runner = Runner(record, store, fleet, repository, options, inputs, say=say, analysis=analysis)
         result = runner.run()
     report = store.path(result.model, result.id).with_suffix(".md")
     if result.outcome is not Outcome.PROMOTED:
@@ -132,6 +174,16 @@ def release(
             f"release {result.id} ended {result.outcome.value}: {last}", hint=f"see {report}"
         )
     console.print(f"promoted: see {report}")
+
+
+def _distinct(option: str, urls: list[str]) -> list[str]:
+    """Each replica once: the same one named twice would be changed twice and counted twice."""
+    if len(set(urls)) != len(urls):
+        repeated = sorted({u for u in urls if urls.count(u) > 1})
+        raise UserInputError(
+            f"{option} {repeated[0]} is given twice", hint=f"name each replica once with {option}"
+        )
+    return urls
 
 
 def _current_route(admin, model: str) -> dict | None:  # type: ignore[no-untyped-def]
@@ -216,16 +268,19 @@ def _parity_inputs(recipe: Path | None, repository: Path, model: str, version: i
 
 def rollback(
     model: Annotated[str, typer.Argument(help="Public (route) name.")],
-    gateway: GatewayOption = "http://127.0.0.1:8080",
+    gateway: GatewaysOption = None,
     token: TokenOption = None,
     releases: ReleasesOption = Path("releases"),
 ) -> None:
-    """Send MODEL back to the version that served before its last promoted release."""
+    """Send MODEL back to the version that served before its last promoted release (on every gateway
+    and Triton that release drove, unless --gateway names others)."""
+    from contextlib import ExitStack
+
     from tritium.gateway.admin_client import AdminClient
     from tritium.release import plan
+    from tritium.release.fleet import Fleet
     from tritium.release.record import Outcome, ReleaseStore
     from tritium.release.runner import ROUTE_PROPAGATION_S
-    from tritium.serving.models import load_model, served_versions
 
     store = ReleaseStore(releases)
     promoted = [
@@ -236,13 +291,19 @@ def rollback(
             f"no promoted release of {model!r} with a version before it", hint=f"see {releases}"
         )
     record = promoted[-1]
-    with AdminClient(gateway, token) as admin:
-        served = {int(v) for v in served_versions(record.triton_url, record.triton_model)}
-        if record.previous_version not in served:
-            load_model(record.triton_url, record.triton_model, sorted(served | {record.previous_version}))
-        route = admin.call("GET", f"/routes/{model}")["route"]
+    with ExitStack() as stack:
+        from tritium.release.discovery import expand
+
+        urls = _distinct("--gateway", expand("--gateway", gateway or record.gateways))
+        tritons = _distinct("--triton", expand("--triton", record.tritons))
+        fleet = Fleet(tritons, [stack.enter_context(AdminClient(url, token)) for url in urls])
+        fleet.ensure_version(record.triton_model, record.previous_version)
+        fleet.wait_ready(record.triton_model, record.previous_version, timeout_s=300)
+        route = fleet.route(model)
+        if route is None:
+            raise NotFoundError(f"no route for {model!r} on {urls[0]}", hint="see `tritium routes list`")
         previous = {"model": record.triton_model, "version": str(record.previous_version)}
-        admin.call("PUT", f"/routes/{model}", plan.restored(route, previous))
+        fleet.put(model, plan.restored(route, previous))
     time.sleep(ROUTE_PROPAGATION_S)
     record.outcome = Outcome.ROLLED_BACK
     record.decide(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tritium.errors import UserInputError
+from tritium.release.analysis import ArmWindow
 
 STABLE, CANDIDATE, PREVIOUS = "stable", "candidate", "previous"
 
@@ -33,9 +34,9 @@ def _target(alias: str, model: str, version: int | str, weight: int) -> dict:
 
 
 def _route(route: dict, targets: list[dict], shadow: dict | None = None) -> dict:
-    """The route with these targets and shadow, no canary state, its other settings kept."""
+    """The route with these targets and shadow, no canary state and no hold, its other settings kept."""
     return {
-        **{k: v for k, v in route.items() if k not in ("targets", "shadow", "canary")},
+        **{k: v for k, v in route.items() if k not in ("targets", "shadow", "canary", "hold")},
         "targets": targets,
         "shadow": shadow,
     }
@@ -99,6 +100,53 @@ def settled(route: dict) -> dict:
 def restored(route: dict, previous: dict) -> dict:
     """Back to the previous stable, alone, with everything of the release taken off."""
     return _route(route, [_target(STABLE, previous["model"], previous["version"], 100)])
+
+
+def held(route: dict, by: str, until: float) -> dict:
+    """The route held by a release: every gateway's own canary controller stands down until `until`."""
+    return {**route, "hold": {"by": by, "until": until}}
+
+
+def judge_step(
+    candidate: ArmWindow,
+    stable: ArmWindow,
+    min_requests: int,
+    max_error_rate_increase: float,
+    max_p99_ratio: float,
+    p99_slack_ms: float,
+) -> Verdict:
+    """One canary step the release drives itself (a fleet, or Prometheus analysis): the candidate's
+    window against stable's, with the thresholds the gateway's own controller applies."""
+    if candidate.requests < min_requests:
+        return Verdict(
+            False,
+            f"waiting for {min_requests} candidate requests, have {candidate.requests}",
+            enough_data=False,
+        )
+    allowed = stable.error_rate + max_error_rate_increase
+    if candidate.error_rate > allowed:
+        return Verdict(
+            False,
+            f"candidate error rate {candidate.error_rate:.3f} over {candidate.requests} requests exceeds "
+            f"stable {stable.error_rate:.3f} + {max_error_rate_increase:.3f}",
+        )
+    if candidate.p99_s is not None and stable.p99_s is not None:
+        allowed_p99 = stable.p99_s * max_p99_ratio + p99_slack_ms / 1000
+        if candidate.p99_s > allowed_p99:
+            return Verdict(
+                False,
+                f"candidate p99 {candidate.p99_s * 1000:.1f} ms exceeds stable p99 {stable.p99_s * 1000:.1f} ms "
+                f"x {max_p99_ratio} + {p99_slack_ms} ms",
+            )
+    return Verdict(
+        True,
+        f"candidate {candidate.requests} requests, error rate {candidate.error_rate:.3f}, "
+        f"p99 {_ms(candidate.p99_s)} (stable {stable.requests} requests, p99 {_ms(stable.p99_s)})",
+    )
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
 
 
 def agreement_for(metric: str | None) -> str:

@@ -65,8 +65,11 @@ class ReleaseRecord(BaseModel):
     candidate_version: int
     previous_version: int | None = None  # what `stable` served when the release started
     strategy: Strategy
-    gateway_url: str
-    triton_url: str
+    gateway_url: str  # the first gateway (the only one, outside a fleet)
+    triton_url: str  # the first Triton
+    gateway_urls: list[str] = Field(default_factory=list)  # every gateway replica the release drives
+    triton_urls: list[str] = Field(default_factory=list)  # every Triton replica (one shared repository)
+    prometheus_url: str | None = None  # canary analysis from Prometheus instead of the gateways
     settings: dict = Field(default_factory=dict)
     started_at: float
     finished_at: float | None = None
@@ -74,6 +77,14 @@ class ReleaseRecord(BaseModel):
     outcome: Outcome = Outcome.IN_PROGRESS
     decisions: list[Decision] = Field(default_factory=list)
     timings_s: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def tritons(self) -> list[str]:
+        return self.triton_urls or [self.triton_url]
+
+    @property
+    def gateways(self) -> list[str]:
+        return self.gateway_urls or [self.gateway_url]
 
     def decide(self, phase: str, ok: bool, reason: str, **evidence: object) -> Decision:
         decision = Decision(phase=phase, at=time.time(), ok=ok, reason=reason, evidence=evidence)
@@ -89,7 +100,8 @@ class ReleaseRecord(BaseModel):
             "",
             f"- outcome: **{self.outcome.value}** (last phase completed: {self.phase.value})",
             f"- strategy: {self.strategy.value}; previous stable version: {self.previous_version}",
-            f"- Triton model {self.triton_model} at {self.triton_url}; gateway {self.gateway_url}",
+            f"- Triton model {self.triton_model} at {', '.join(self.tritons)}; gateway(s) {', '.join(self.gateways)}",
+            f"- canary analysis: {'Prometheus at ' + self.prometheus_url if self.prometheus_url else 'the gateways'}",
             f"- started {when(self.started_at)}, finished {when(self.finished_at)}",
             "",
             "| phase | time | ok | reason |",

@@ -19,6 +19,8 @@ import numpy as np
 
 from tritium.errors import ReleaseFailedError, TritiumError, UnavailableError, UserInputError
 from tritium.release import plan
+from tritium.release.analysis import EMPTY, Analysis, ArmWindow, GatewaysAnalysis
+from tritium.release.fleet import Fleet
 from tritium.release.record import Outcome, Phase, ReleaseRecord, ReleaseStore, Strategy
 
 ROUTE_PROPAGATION_S = 2.5  # gateway workers re-read the route file every second: allow two reads and more
@@ -45,23 +47,37 @@ class Options:
 
 
 class Runner:
+    """Drives one release over a fleet (one Triton and one gateway being the smallest fleet).
+
+    With one gateway and no Prometheus, canary steps are the gateway's own controller's to judge.
+    With several gateways, or with `analysis` from Prometheus, the release drives the steps itself
+    and holds the route meanwhile, so no gateway's controller judges its share of the traffic alone.
+    """
+
     def __init__(
         self,
         record: ReleaseRecord,
         store: ReleaseStore,
-        admin,  # tritium.gateway.admin_client.AdminClient  # type: ignore[no-untyped-def]
+        fleet: Fleet,
         repository: Path,
         options: Options,
         inputs: Callable[[], dict[str, np.ndarray]] | None = None,
         say: Callable[[str], None] = print,
+        analysis: Analysis | None = None,
     ) -> None:
         self.record = record
         self.store = store
-        self.admin = admin
+        self.fleet = fleet
         self.repository = repository
         self.options = options
         self.inputs = inputs
         self.say = say
+        self.gateway_windows = GatewaysAnalysis(fleet.gateways)
+        self.analysis = analysis or self.gateway_windows
+
+    @property
+    def drives_steps(self) -> bool:
+        return self.fleet.replicated or self.analysis is not self.gateway_windows
 
     # --- the whole release -----------------------------------------------------------------------
     def run(self) -> ReleaseRecord:
@@ -107,31 +123,36 @@ class Runner:
 
     # --- phases ----------------------------------------------------------------------------------
     def _load(self) -> bool:
-        from tritium.serving.models import load_model, served_versions
-
         r = self.record
-        served = {int(v) for v in served_versions(r.triton_url, r.triton_model)}
-        versions = sorted(served | {r.candidate_version})
-        how = load_model(r.triton_url, r.triton_model, versions)
-        self._wait_ready(r.candidate_version)
-        r.decide("load", True, f"version {r.candidate_version} ready ({how}); serving {versions}")
+        how = self.fleet.add_version(r.triton_model, r.candidate_version)
+        self.fleet.wait_ready(r.triton_model, r.candidate_version, self.options.timeout_s)
+        served = {url: sorted(versions) for url, versions in self.fleet.served(r.triton_model).items()}
+        r.decide(
+            "load",
+            True,
+            f"version {r.candidate_version} ready on {len(served)} Triton(s) ({how[0]})",
+            serving=served,
+        )
         return True
 
     def _verify(self) -> bool:
+        """Served parity on every Triton replica: one that answers differently stops the release."""
         r = self.record
-        result = served_parity(
-            self.repository / r.triton_model / str(r.candidate_version),
-            r.triton_url,
-            r.triton_model,
-            r.candidate_version,
-            self.inputs,
-            self.options.parity_rtol,
-            self.options.parity_atol,
-        )
-        r.decide("parity", result.ok, result.reason, **result.evidence)
-        if not result.ok:
-            self._restore(Outcome.STOPPED, result.reason)
-            return False
+        for url in self.fleet.tritons:
+            result = served_parity(
+                self.repository / r.triton_model / str(r.candidate_version),
+                url,
+                r.triton_model,
+                r.candidate_version,
+                self.inputs,
+                self.options.parity_rtol,
+                self.options.parity_atol,
+            )
+            where = f" on {url}" if len(self.fleet.tritons) > 1 else ""
+            r.decide("parity", result.ok, result.reason + where, **result.evidence, triton=url)
+            if not result.ok:
+                self._restore(Outcome.STOPPED, result.reason + where)
+                return False
         return True
 
     def _shadow(self) -> bool:
@@ -142,7 +163,7 @@ class Runner:
         verdict = plan.Verdict(False, "not judged", enough_data=False)
         while time.time() - started < o.shadow_window_s or not verdict.enough_data:
             time.sleep(1.0)
-            shadow = self._compare(since=started).get("shadow")
+            shadow = self.gateway_windows.shadow(r.model, since=started)
             verdict = plan.judge_shadow(shadow, o.min_agreement, o.min_rows)
             if verdict.enough_data and not verdict.ok:
                 break  # disagreement is enough to stop: nothing more to wait for
@@ -156,6 +177,8 @@ class Runner:
         return True
 
     def _canary(self) -> bool:
+        if self.drives_steps:
+            return self._driven_canary()
         r, o = self.record, self.options
         route = self._route()
         if route.get("canary") is None or route["canary"]["canary"] != plan.CANDIDATE:
@@ -165,7 +188,7 @@ class Runner:
                 "min_requests": o.min_requests, "max_error_rate_increase": o.max_error_rate_increase,
                 "max_p99_ratio": o.max_p99_ratio, "p99_slack_ms": o.p99_slack_ms,
             }  # fmt: skip
-            self.admin.call("POST", f"/routes/{r.model}/canary", policy)
+            self.fleet.gateways[0].call("POST", f"/routes/{r.model}/canary", policy)
         deadline = time.time() + o.window_s * len(o.steps) * 3 + o.timeout_s
         while time.time() < deadline:  # the gateway's controller judges each step
             state = (self._route().get("canary") or {}).get("state")
@@ -182,7 +205,64 @@ class Runner:
             "the canary did not finish in time", hint="check the gateway's canary controller"
         )
 
+    def _driven_canary(self) -> bool:
+        """The canary steps judged by the release on the whole fleet's traffic (Prometheus, or every
+        gateway's windows added up), the route held so that no gateway's controller acts meanwhile.
+        A resumed release starts the steps again from the first: applying a smaller split is safe."""
+        r, o = self.record, self.options
+        route = self._route()
+        baseline: ArmWindow | None = None
+        for percent in o.steps:
+            self._put(self._held(plan.split(route, r.triton_model, r.candidate_version, percent)))
+            time.sleep(ROUTE_PROPAGATION_S)  # every gateway worker routes by the new split: the window starts
+            started = time.time()
+            verdict, arms = self._judge_window(started, o.window_s, baseline)
+            stable = arms.get(plan.STABLE, EMPTY)
+            if stable.requests >= o.min_requests:
+                baseline = stable  # at 100 % stable has no traffic left: judge against the last window it had
+            r.decide(
+                "canary",
+                verdict.ok,
+                f"{percent} %: {verdict.reason} ({self.analysis.source})",
+                step=percent,
+                arms={alias: vars(arm) for alias, arm in arms.items()},
+            )
+            if not verdict.ok:
+                self._restore(Outcome.ROLLED_BACK, verdict.reason)
+                return False
+            self.store.save(r)
+        return True
+
+    def _judge_window(
+        self, started: float, window_s: float, baseline: ArmWindow | None
+    ) -> tuple[plan.Verdict, dict[str, ArmWindow]]:
+        r, o = self.record, self.options
+        deadline = started + window_s + o.timeout_s
+        while True:
+            time.sleep(max(0.0, min(1.0, started + window_s - time.time())) or 1.0)
+            if time.time() - started < window_s:
+                continue
+            arms = self.analysis.arms(r.model, since=started)
+            stable = arms.get(plan.STABLE, EMPTY)
+            if stable.requests < o.min_requests and baseline is not None:
+                stable = baseline
+            verdict = plan.judge_step(
+                arms.get(plan.CANDIDATE, EMPTY), stable, o.min_requests, o.max_error_rate_increase,
+                o.max_p99_ratio, o.p99_slack_ms,
+            )  # fmt: skip
+            if verdict.enough_data:
+                return verdict, arms
+            if time.time() > deadline:
+                raise UnavailableError(f"not enough traffic to judge the step: {verdict.reason}")
+
+    def _held(self, route: dict) -> dict:
+        """The route with this release's hold, a lease long enough for one step and its judgement."""
+        lease = 3 * max(self.options.window_s, self.options.ab_window_s) + 60
+        return plan.held(route, f"release {self.record.id}", time.time() + lease)
+
     def _ab(self) -> bool:
+        if self.fleet.replicated:
+            return self._fleet_ab()
         r, o = self.record, self.options
         route = self._route()
         self._put(plan.split(route, r.triton_model, r.candidate_version, o.ab_percent))
@@ -197,6 +277,23 @@ class Runner:
         )
         if not verdict.ok:
             self._restore(Outcome.ROLLED_BACK if verdict.enough_data else Outcome.FAILED, verdict.reason)
+            return False
+        return True
+
+    def _fleet_ab(self) -> bool:
+        """A/B over several gateways: the split held for the window, judged on the summed arms with
+        the step thresholds (the significance tests need one gateway's raw windows: `tritium routes
+        compare` on each shows them)."""
+        r, o = self.record, self.options
+        route = self._route()
+        self._put(self._held(plan.split(route, r.triton_model, r.candidate_version, o.ab_percent)))
+        verdict, arms = self._judge_window(time.time(), o.ab_window_s, None)
+        r.decide(
+            "ab", verdict.ok, f"{verdict.reason} ({self.analysis.source})",
+            arms={alias: vars(arm) for alias, arm in arms.items()},
+        )  # fmt: skip
+        if not verdict.ok:
+            self._restore(Outcome.ROLLED_BACK, verdict.reason)
             return False
         return True
 
@@ -221,37 +318,31 @@ class Runner:
         return True
 
     def _settle(self) -> bool:
-        from tritium.serving.models import load_model, served_versions
-
         r = self.record
         promoted_at = next((d.at for d in reversed(r.decisions) if d.phase == "promote"), time.time())
         time.sleep(max(0.0, promoted_at + self.options.grace_s - time.time()))
         self._put(plan.settled(self._route()))
         if r.previous_version is not None and r.previous_version != r.candidate_version:
             time.sleep(ROUTE_PROPAGATION_S)  # every gateway worker reads the route before the unload
-            keep = sorted(
-                {int(v) for v in served_versions(r.triton_url, r.triton_model)} - {r.previous_version}
-            )
-            load_model(r.triton_url, r.triton_model, keep or [r.candidate_version])
+            self.fleet.drop_version(r.triton_model, r.previous_version)
         r.decide("settle", True, f"version {r.previous_version} unloaded after the grace period")
         return True
 
     # --- helpers ---------------------------------------------------------------------------------
     def _restore(self, outcome: Outcome, reason: str) -> None:
-        """Back to the route the release started from, then the candidate unloaded."""
-        from tritium.serving.models import load_model, served_versions
-
+        """Back to the route the release started from (held off), then the candidate unloaded."""
         r = self.record
         try:
             route = self._route()
             if r.previous_version is not None:
-                self._put(plan.restored(route, {"model": r.triton_model, "version": str(r.previous_version)}))
+                previous = {"model": r.triton_model, "version": str(r.previous_version)}
+                self._put(
+                    plan.restored(route or plan.first_route(r.triton_model, r.previous_version), previous)
+                )
             elif route is not None:
-                self.admin.call("DELETE", f"/routes/{r.model}")
+                self.fleet.put(r.model, None)
             time.sleep(ROUTE_PROPAGATION_S)
-            served = {int(v) for v in served_versions(r.triton_url, r.triton_model)}
-            if r.candidate_version in served and served - {r.candidate_version}:
-                load_model(r.triton_url, r.triton_model, sorted(served - {r.candidate_version}))
+            self.fleet.drop_version(r.triton_model, r.candidate_version)
         except TritiumError as exc:
             r.decide("restore", False, f"could not restore everything: {exc.one_line()}")
         r.outcome = outcome
@@ -260,33 +351,17 @@ class Runner:
         self.store.save(self.record)
 
     def _route(self) -> dict | None:
-        from tritium.errors import NotFoundError
-
-        try:
-            return self.admin.call("GET", f"/routes/{self.record.model}")["route"]
-        except NotFoundError:
-            return None
+        return self.fleet.route(self.record.model)
 
     def _put(self, route: dict) -> None:
-        self.admin.call("PUT", f"/routes/{self.record.model}", route)
+        self.fleet.put(self.record.model, route)
 
     def _compare(self, since: float) -> dict:
+        """One gateway's A/B statistics (significance included) for the window since `since`."""
         minutes = min(60.0, max(1 / 60, (time.time() - since) / 60 + 1 / 60))
-        return self.admin.call("GET", f"/routes/{self.record.model}/compare?minutes={minutes:.4f}")
-
-    def _wait_ready(self, version: int) -> None:
-        from tritium.serving.control import TritonControl
-
-        deadline = time.time() + self.options.timeout_s
-        with TritonControl(self.record.triton_url) as control:
-            while time.time() < deadline:
-                try:
-                    if control.client.is_model_ready(self.record.triton_model, str(version)):
-                        return
-                except Exception:  # not there yet
-                    pass
-                time.sleep(0.2)
-        raise UnavailableError(f"version {version} of {self.record.triton_model} did not become ready")
+        return self.fleet.gateways[0].call(
+            "GET", f"/routes/{self.record.model}/compare?minutes={minutes:.4f}"
+        )
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up a fresh machine (Python 3.11, no GPU, no Docker) for Tritium: a virtualenv with the CPU
-# build of torch, the project with every extra, and Debian's Prometheus binaries for the
-# observability tests. Safe on your own machine: everything goes into .venv/, and it
+# build of torch, the project with every extra, Debian's Prometheus binaries for the
+# observability tests and the h2load/wrk load generators. Safe on your own machine: everything goes into .venv/, and it
 # starts no service and ends no process (see scripts/install-prometheus.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,5 +24,10 @@ elif [ -x .venv/bin/prometheus ] && [ -x .venv/bin/promtool ]; then
   :
 elif ! scripts/install-prometheus.sh .venv/bin; then
   echo "warning: could not get Debian's prometheus binaries; the monitoring tests will be skipped" >&2
+fi
+# The C load generators `tritium tune`, its tests and the benchmarks drive Triton with (h2load, wrk):
+# unpacked from Debian's packages into .venv the same way, unless already on PATH.
+if ! scripts/install-load-generators.sh .venv/bin; then
+  echo "warning: could not get h2load/wrk; the tune tests will be skipped" >&2
 fi
 echo "ready: .venv ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

@@ -7,4 +7,5 @@
 - :mod:`tritium.serving.supervisor`: start, watch and restart (``--restart on-failure``) a runtime.
 - :mod:`tritium.serving.control`: explicit model control (load/unload) over gRPC.
 - :mod:`tritium.serving.cli`: ``tritium serve`` and ``tritium models load/unload``.
+- :mod:`tritium.serving.tuning`: ``tritium tune``, the serving config searched under a latency SLO.
 """

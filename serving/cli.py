@@ -228,6 +228,9 @@ def unload(
 
 
 def register(app: typer.Typer, models_app: typer.Typer) -> None:
+    from tritium.serving.tuning import cli as tuning_cli
+
     app.command()(serve)
+    tuning_cli.register(app)
     models_app.command()(load)
     models_app.command()(unload)

@@ -91,13 +91,38 @@ class TritonControl:
         response = self._call(lambda: self.client.get_model_config(name), model=name)
         return response.config
 
-    def load(self, name: str, *, config: mc.ModelConfig | None = None) -> None:
-        """Load or reload ``name``; a failure raises :class:`RepositoryError` with Triton's reason."""
+    def load(
+        self, name: str, *, config: mc.ModelConfig | None = None, files: dict[str, bytes] | None = None
+    ) -> None:
+        """Load or reload ``name``; a failure raises :class:`RepositoryError` with Triton's reason.
+
+        ``files`` (``{"1/model.onnx": bytes}``, needs ``config``) are Triton's file overrides: the model is
+        loaded from them instead of the server's repository, which need not hold it (trusted callers only:
+        for the Python backend a file override is code the server runs).
+        """
         override = json.dumps(json_format.MessageToDict(config)) if config is not None else None
+        overrides = {f"file:{path}": content for path, content in files.items()} if files else None
         try:
-            self.client.load_model(name, config=override, client_timeout=self.timeout_s)
+            self.client.load_model(name, config=override, files=overrides, client_timeout=self.timeout_s)
         except InferenceServerException as exc:
             raise from_client(exc, call=TritonCall.LOAD, what=f"model '{name}'", url=self.url) from None
+
+    def discard(self, name: str) -> None:
+        """Unload a model that was loaded from file overrides (the repository index does not list it)."""
+        self._call(lambda: self.client.unload_model(name, client_timeout=self.timeout_s), model=name)
+
+    def is_model_ready(self, name: str, version: str = "") -> bool:
+        return bool(self._call(lambda: self.client.is_model_ready(name, version), model=name))
+
+    def server_metadata(self) -> dict:
+        return self._call(lambda: self.client.get_server_metadata(as_json=True))
+
+    def statistics(self, name: str, version: str = "") -> dict:
+        """Triton's cumulative statistics of one model version (``model_stats[0]`` of the JSON answer)."""
+        response = self._call(
+            lambda: self.client.get_inference_statistics(name, version, as_json=True), model=name
+        )
+        return (response.get("model_stats") or [{}])[0]
 
     def unload(self, name: str) -> None:
         known = {m.name for m in self.index()}

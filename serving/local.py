@@ -61,15 +61,22 @@ def server_args(
     metrics_port: int,
     models: Sequence[str] | None,
     extra_args: Sequence[str] = (),
+    model_control_mode: str = "explicit",
 ) -> list[str]:
-    """The ``tritonserver`` command line for a CPU machine with explicit model control."""
+    """The ``tritonserver`` command line for a CPU machine, with explicit model control by default.
+
+    ``model_control_mode`` ``none`` or ``poll`` (tests of clients meeting such a server) loads every model
+    at start and refuses load/unload requests; ``--load-model`` is only valid with ``explicit``.
+    """
     load = [f"--load-model={name}" for name in models] if models is not None else ["--load-model=*"]
+    if model_control_mode != "explicit":
+        load = []
     return [
         str(dist.binary),
         f"--model-repository={model_repository}",
         f"--backend-directory={backend_dir}",
         f"--cache-directory={dist.caches}",
-        "--model-control-mode=explicit",
+        f"--model-control-mode={model_control_mode}",
         *load,
         "--exit-on-error=false",
         "--strict-readiness=false",
@@ -102,6 +109,7 @@ class LocalTriton(ServerAddresses):
         host: str = LOOPBACK,
         extra_args: Sequence[str] = (),
         ready_timeout_s: float = 180.0,
+        model_control_mode: str = "explicit",
     ) -> None:
         self.repository = Path(repository).resolve()
         self.host = host
@@ -113,6 +121,7 @@ class LocalTriton(ServerAddresses):
         self.work_dir: Path | None = Path(work_dir) if work_dir else None  # a temporary one from start()
         self._log_file = Path(log_file) if log_file else None
         self.extra_args = list(extra_args)
+        self.model_control_mode = model_control_mode
         self.ready_timeout_s = ready_timeout_s
         self.derivation = Derivation()
         self.failed_models: dict[str, str] = {}
@@ -170,6 +179,7 @@ class LocalTriton(ServerAddresses):
             metrics_port=self.metrics_port,
             models=served if self.models is not None else None,
             extra_args=self.extra_args,
+            model_control_mode=self.model_control_mode,
         )
         if self.models is not None and not served:
             args = [a for a in args if not a.startswith("--load-model")]

@@ -2,7 +2,7 @@
 
 The bundled ``tritonserver`` has only the Python backend, so each ONNX or TorchScript model of the
 canonical repository becomes a Python-backend model of the same name that runs the same files
-(linked, never copied or changed) with onnxruntime or torch. Name, versions, inputs, outputs,
+(linked, never copied or changed) with onnxruntime, torch or OpenVINO. Name, versions, inputs, outputs,
 ``max_batch_size``, dynamic batching, instance count and version policy are kept; GPU-only
 settings (instance kinds, TensorRT optimization) and warmup are dropped. Triton's onnxruntime
 backend parameter ``intra_op_thread_count`` is honoured; onnxruntime's thread spinning is off
@@ -42,6 +42,7 @@ ENGINES: dict[str, Engine] = {
     "onnxruntime": Engine("onnxruntime", "model.onnx"),
     "pytorch_libtorch": Engine("torchscript", "model.pt"),
     "pytorch": Engine("torchscript", "model.pt"),
+    "openvino": Engine("openvino", "model.xml"),  # a backend name: IR model.xml + model.bin
 }
 
 _DROPPED_FIELDS = (
@@ -93,13 +94,26 @@ def engine_for(config: mc.ModelConfig) -> Engine | None:
     return ENGINES.get(config.platform) or ENGINES.get(config.backend)
 
 
+def gpu_present() -> bool:
+    """Whether this machine has an NVIDIA GPU (the kernel driver lists one); no CUDA library is loaded."""
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return gpus.is_dir() and any(gpus.iterdir())
+
+
 def runtime_config(
     canonical: mc.ModelConfig,
     *,
     intra_op_threads: int | None = None,
     versions: Iterable[int] | None = None,
+    gpus: bool | None = None,
 ) -> mc.ModelConfig:
-    """The Python-backend config serving ``canonical``'s files; ``versions`` overrides the policy."""
+    """The Python-backend config serving ``canonical``'s files; ``versions`` overrides the policy.
+
+    ``gpus``: whether this machine has a GPU (default: :func:`gpu_present`). With one, the
+    canonical config's GPU instance groups stay GPU groups, and the generated model runs on that GPU
+    (onnxruntime's CUDA provider, checked to be the one used; torch CUDA); without one they become
+    CPU groups, as on the official image's CPU-only hosts.
+    """
     engine = engine_for(canonical)
     if engine is None:
         platform = canonical.platform or canonical.backend or "<none>"
@@ -112,7 +126,10 @@ def runtime_config(
     for name in _DROPPED_FIELDS:
         config.ClearField(name)
     config.backend = "python"
+    on_gpu = gpu_present() if gpus is None else gpus
     for group in config.instance_group:
+        if on_gpu and engine.name != "openvino" and group.kind == mc.ModelInstanceGroup.KIND_GPU:
+            continue  # Triton places the instances on the listed GPUs; model.py picks the provider
         group.kind = mc.ModelInstanceGroup.KIND_CPU
         del group.gpus[:]
     if versions is not None:
@@ -137,6 +154,10 @@ def runtime_config(
         # Triton's front end and batcher, which measured 2x less stub CPU per request with it off.
         "tritium_allow_spinning": spinning,
     }
+    if (
+        engine.name == "openvino"
+    ):  # the precision the canonical config asks its backend for (empty: the plugin's default)
+        params["tritium_inference_precision"] = canonical_params.get("INFERENCE_PRECISION_HINT", "")
     for key, value in params.items():
         config.parameters[key].string_value = value
     return config

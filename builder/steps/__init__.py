@@ -13,6 +13,7 @@ from tritium.builder.steps.fp16 import OnnxFp16
 from tritium.builder.steps.int8_dynamic import OnnxInt8Dynamic
 from tritium.builder.steps.int8_static import OnnxInt8Static
 from tritium.builder.steps.onnx_fp32 import OnnxFp32
+from tritium.builder.steps.openvino import OpenVinoFp32, OpenVinoInt8
 from tritium.builder.steps.prune_structured import PruneStructured
 from tritium.builder.steps.prune_unstructured import PruneUnstructured
 from tritium.builder.steps.qat import QatInt8
@@ -32,5 +33,6 @@ TECHNIQUES: dict[str, Technique] = {
         Distill(),
     )
 }
+TECHNIQUES.update({technique.kind: technique for technique in (OpenVinoFp32(), OpenVinoInt8())})
 
 __all__ = ["TECHNIQUES", "Job", "Parent", "Technique"]

@@ -164,3 +164,14 @@ def test_latency_variants_were_timed_against_the_fp32_export(example_builds):
     # per-channel dynamic INT8 on the transformer is faster than FP32 (measured 0.37-0.44x)
     per_channel = next(v for v in results["minilm"].variants if v.name == "int8-dynamic-per-channel")
     assert all(c.ratio < 1.0 for c in per_channel.performance.comparisons)
+
+
+def test_minilm_openvino_int8_is_accepted_faster_and_written_as_its_own_model(example_builds):
+    repository, results = example_builds
+    variant = next(v for v in results["minilm"].variants if v.name == "openvino-int8")
+    assert variant.status == ACCEPTED, variant.reason
+    assert variant.decision.checks[0].value >= 0.99  # cosine to the PyTorch baseline
+    assert all(c.ratio < 1.0 for c in variant.performance.comparisons)  # faster than the FP32 export
+    model = read_model(repository, "minilm_openvino")
+    assert model.config.backend == "openvino"
+    assert [v.lineage["variant"] for v in model.versions] == ["openvino-int8"]

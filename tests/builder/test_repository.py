@@ -16,6 +16,7 @@ from tritium.builder.repository import (
     read_model,
     repository_lock,
     served_versions,
+    write_model_config,
     write_models,
     write_versions,
 )
@@ -189,3 +190,36 @@ def test_corrupt_lineage_does_not_break_listing(tmp_path):
     write_versions(repo, "tiny", [_new(tmp_path, "a")], _make_config)
     (repo / "tiny" / "1" / "lineage.json").write_text("{broken")
     assert "unreadable lineage.json" in read_model(repo, "tiny").versions[0].lineage["error"]
+
+
+def test_a_config_change_lands_with_its_record_and_keeps_the_version_policy(tmp_path):
+    repo = tmp_path / "repo"
+    write_versions(repo, "tiny", [_new(tmp_path, "a"), _new(tmp_path, "b")], _make_config)
+    config = read_model(repo, "tiny").config
+    config.dynamic_batching.max_queue_delay_microseconds = 1234
+    write_model_config(repo, "tiny", config, records={"2/tuning-x.json": b'{"changes": []}'})
+    model = read_model(repo, "tiny")
+    assert model.config.dynamic_batching.max_queue_delay_microseconds == 1234
+    assert json.loads((repo / "tiny" / "2" / "tuning-x.json").read_text()) == {"changes": []}
+    assert [v.version for v in model.versions] == [1, 2] and not list(tmp_path.glob(".repo.staging-*"))
+
+
+@pytest.mark.parametrize(
+    ("change", "records", "words"),
+    [
+        (lambda c: c.version_policy.specific.versions.append(9), {}, "changes its version policy"),
+        (lambda c: None, {"../escape.json": b"{}"}, "not inside a version"),
+        (lambda c: None, {"7/tuning-x.json": b"{}"}, "no such version"),
+        (lambda c: None, {"1/lineage.json": b"{}"}, "the file exists"),
+    ],
+)
+def test_a_config_change_that_would_break_something_writes_nothing(tmp_path, change, records, words):
+    repo = tmp_path / "repo"
+    write_versions(repo, "tiny", [_new(tmp_path, "a")], _make_config)
+    before = tree_digest(repo)
+    config = read_model(repo, "tiny").config
+    config.max_batch_size = 3
+    change(config)
+    with pytest.raises(RepositoryError, match=words):
+        write_model_config(repo, "tiny", config, records=records)
+    assert tree_digest(repo) == before and not list(tmp_path.glob(".repo.staging-*"))

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 
 from tests.deploy.conftest import DEPLOY, REPO
+from tests.deploy.image_imports import run_without
 
 DOCKERFILE = DEPLOY / "gateway" / "Dockerfile"
 # Matched as dotted prefixes: "tritium.serving" blocks every module under it.
@@ -29,19 +29,16 @@ NOT_IN_IMAGE = (
     "tritium.builder",
 )
 # The gateway image ships the whole wheel, so `tritium --help` registers every command: only the
-# packages' __init__ and their cli modules (typer and rich, nothing else) may load.
-ALLOWED = ("tritium.serving", "tritium.serving.cli", "tritium.builder", "tritium.builder.cli")
-
-_RUN_WITHOUT = """
-import importlib.abc, sys
-blocked, allowed = {blocked!r}, {allowed!r}
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name not in allowed and any(name == b or name.startswith(b + ".") for b in blocked):
-            raise ImportError(f"{{name}} is not in the gateway image")
-sys.meta_path.insert(0, Block())
-{body}
-"""
+# packages' __init__ and their cli modules (typer and rich, nothing else; `tune`'s option enums) may load.
+ALLOWED = (
+    "tritium.serving",
+    "tritium.serving.cli",
+    "tritium.serving.tuning",
+    "tritium.serving.tuning.cli",
+    "tritium.serving.tuning.options",
+    "tritium.builder",
+    "tritium.builder.cli",
+)
 
 
 def _instructions() -> list[tuple[str, str]]:
@@ -60,10 +57,7 @@ def _copied_sources() -> set[str]:
 
 
 def _run_without_heavy_packages(body: str) -> subprocess.CompletedProcess[str]:
-    code = _RUN_WITHOUT.format(blocked=NOT_IN_IMAGE, allowed=ALLOWED, body=body)
-    return subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
-    )
+    return run_without(body, blocked=NOT_IN_IMAGE, allowed=ALLOWED, image="gateway")
 
 
 def test_dockerfile_installs_the_wheel_with_only_the_gateway_extra() -> None:

@@ -91,11 +91,61 @@ def test_triton_probes_and_model_repository(objects: dict) -> None:
     assert triton["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert triton["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     spec = deployment["spec"]["template"]["spec"]
-    (init,) = spec["initContainers"]
-    assert {m["name"] for m in init["volumeMounts"]} == {"models"}
     models = next(v for v in spec["volumes"] if v["name"] == "models")
-    assert "emptyDir" in models
+    if "persistentVolumeClaim" in models:  # the shared repository a release writes to: nothing to copy
+        assert "initContainers" not in spec and "emptyDir" not in models
+        claim = _one(objects, "PersistentVolumeClaim", models["persistentVolumeClaim"]["claimName"])
+        assert claim["spec"]["accessModes"] == ["ReadWriteMany"]  # every replica mounts it
+    else:  # the image-based repository, copied by the init container
+        (init,) = spec["initContainers"]
+        assert {m["name"] for m in init["volumeMounts"]} == {"models"}
+        assert "emptyDir" in models
     assert {m["name"]: m.get("readOnly", False) for m in triton["volumeMounts"]}["models"] is True
+
+
+def test_the_release_job_reaches_every_replica_with_the_admin_token(kubectl: str) -> None:
+    """The shared-repository overlay: a release Job whose `dns+` names are headless Services that
+    select the Triton and gateway pods on the ports the release uses, admitted by the policies."""
+    objects = {(d["kind"], d["metadata"]["name"]): d for d in _build(kubectl, "shared-repository")}
+    job = objects[("Job", "tritium-release")]
+    pod = job["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    args = container["args"]
+    assert args[:2] == ["tritium", "release"] and job["spec"]["backoffLimit"] == 0
+    env = {e["name"]: e for e in container["env"]}
+    assert env["TRITIUM_GATEWAY_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "tritium-gateway-admin"
+    for option, deployment in (("--triton", "triton"), ("--gateway", "tritium-gateway")):
+        value = args[args.index(option) + 1]
+        assert value.startswith("dns+")
+        host, port = value.removeprefix("dns+").removeprefix("http://").rsplit(":", 1)
+        service = objects[("Service", host)]
+        assert service["spec"]["clusterIP"] == "None"  # one DNS record per ready pod
+        pod_labels = objects[("Deployment", deployment)]["spec"]["template"]["metadata"]["labels"]
+        assert service["spec"]["selector"].items() <= pod_labels.items()
+        assert int(port) in {p["port"] for p in service["spec"]["ports"]}
+        # some NetworkPolicy selecting those pods admits the Job's pods on that port
+        admitted = [
+            rule
+            for (kind, _), policy in objects.items()
+            if kind == "NetworkPolicy"
+            and policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+            for rule in policy["spec"]["ingress"]
+            if int(port) in {p["port"] for p in rule["ports"]}
+            and any(
+                source.get("podSelector", {}).get("matchLabels", {}).items()
+                <= pod["metadata"]["labels"].items()
+                for source in rule.get("from", [])
+            )
+        ]
+        assert admitted, f"no NetworkPolicy lets the release Job reach {deployment}:{port}"
+    repository = args[args.index("--repository") + 1]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes[mounts[repository]]["persistentVolumeClaim"]["claimName"] == "tritium-model-repository"
+    releases = args[args.index("--releases") + 1]
+    assert any(
+        releases.startswith(path) for path in mounts if volumes[mounts[path]].get("persistentVolumeClaim")
+    )
 
 
 def test_gpu_overlay_requests_a_gpu_and_cpu_does_not(kubectl: str) -> None:

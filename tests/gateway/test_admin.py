@@ -139,3 +139,49 @@ def test_api_docs_are_off_when_the_admin_api_is(gateway_factory, tmp_path):
     gw = gateway_factory(admin_token=None)
     assert httpx.get(f"{gw.url}/admin/docs").status_code == 403
     assert httpx.get(f"{gw.url}/admin/openapi.json").status_code == 403
+
+
+def test_put_with_if_match_changes_the_route_only_if_nobody_changed_it_since(gw):
+    shown = httpx.get(f"{gw.url}/admin/routes/echo", headers=AUTH).json()
+    etag = shown["etag"]
+    other = {"targets": [{"alias": "stable", "model": "echo", "version": "2", "weight": 100}]}
+    changed = httpx.put(f"{gw.url}/admin/routes/echo", json=other, headers={**AUTH, "if-match": etag})
+    assert changed.status_code == 200 and changed.json()["etag"] != etag
+    stale = httpx.put(f"{gw.url}/admin/routes/echo", json=shown["route"], headers={**AUTH, "if-match": etag})
+    assert stale.status_code == 409 and "no longer the one" in stale.json()["error"]
+    assert (
+        httpx.get(f"{gw.url}/admin/routes/echo", headers=AUTH).json()["route"]["targets"][0]["version"] == "2"
+    )
+    # a route that does not exist yet: `"absent"` creates it once
+    new = httpx.put(f"{gw.url}/admin/routes/fresh", json=other, headers={**AUTH, "if-match": '"absent"'})
+    again = httpx.put(f"{gw.url}/admin/routes/fresh", json=other, headers={**AUTH, "if-match": '"absent"'})
+    assert (new.status_code, again.status_code) == (200, 409)
+
+
+def test_a_held_route_refuses_new_canaries_until_its_lease_ends(gw):
+    import time
+
+    route = httpx.get(f"{gw.url}/admin/routes/echo", headers=AUTH).json()["route"]
+    held = {**route, "hold": {"by": "release 20261127-abc", "until": time.time() + 60}}
+    assert httpx.put(f"{gw.url}/admin/routes/echo", json=held, headers=AUTH).status_code == 200
+    refused = httpx.post(f"{gw.url}/admin/routes/echo/canary", json={}, headers=AUTH)
+    assert refused.status_code == 409 and "held by release 20261127-abc" in refused.json()["error"]
+    expired = {**route, "hold": {"by": "release 20261127-abc", "until": time.time() - 1}}
+    assert httpx.put(f"{gw.url}/admin/routes/echo", json=expired, headers=AUTH).status_code == 200
+    assert httpx.post(f"{gw.url}/admin/routes/echo/canary", json={}, headers=AUTH).status_code == 200
+    bad = {**route, "hold": {"by": "x\ny", "until": 5}}
+    assert httpx.put(f"{gw.url}/admin/routes/echo", json=bad, headers=AUTH).status_code == 400
+
+
+def test_a_dry_run_put_checks_everything_and_changes_nothing(gw, tmp_path):
+    before = (tmp_path / "routes.yaml").read_text()
+    ok = {"targets": [{"alias": "stable", "model": "echo", "version": "2", "weight": 100}]}
+    checked = httpx.put(f"{gw.url}/admin/routes/echo?dry_run=true", json=ok, headers=AUTH)
+    assert checked.status_code == 200 and checked.json()["dry_run"] is True
+    missing = {"targets": [{"alias": "stable", "model": "nosuch", "version": "1", "weight": 100}]}
+    refused = httpx.put(f"{gw.url}/admin/routes/echo?dry_run=true", json=missing, headers=AUTH)
+    assert refused.status_code in (404, 409) and "nosuch" in refused.json()["error"]
+    assert (tmp_path / "routes.yaml").read_text() == before
+    assert (
+        httpx.get(f"{gw.url}/admin/routes/echo", headers=AUTH).json()["route"]["targets"][0]["version"] == "1"
+    )

@@ -52,6 +52,7 @@ def test_no_script_ends_a_process_it_did_not_start_or_touches_a_service(script: 
 def test_bootstrap_takes_the_binaries_into_the_venv() -> None:
     code = "\n".join(_code(SCRIPTS / "bootstrap.sh"))
     assert "scripts/install-prometheus.sh .venv/bin" in code
+    assert "scripts/install-load-generators.sh .venv/bin" in code  # h2load and wrk, same way
 
 
 @pytest.fixture
