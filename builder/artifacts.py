@@ -63,6 +63,10 @@ class Artifact:
     notes: tuple[str, ...] = ()
     accuracy_control: SearchTrace | None = None
     training: TrainingSummary | None = None
+    # a size objective judged on the xz-compressed file (unstructured sparsity shows only there)
+    judge_compressed: bool = False
+    # what rebuilds a structurally pruned model: factory + state dict, then this plan replayed
+    pruning: dict | None = None
     inference_precision: str | None = None  # OpenVINO: the CPU plugin's precision hint ("f32", "auto")
 
     @property

@@ -50,8 +50,14 @@ def build(
     rows = _rows(result)
     if not any(row["checks"] for row in rows):
         rows = [{k: v for k, v in row.items() if k != "checks"} for row in rows]
-    # the reasons are long sentences: printed in full under the table, not folded into a column
-    rows = [{k: v for k, v in row.items() if k not in ("kind", "reason")} for row in rows]
+    # the reasons are long sentences: printed in full under the table, not folded into a column;
+    # compressed size, sparsity and parameters only where they tell variants apart (report.md has all)
+    dropped = {"kind", "reason"}
+    if not any((row["sparsity"] or 0) > 0.05 for row in rows):
+        dropped |= {"sparsity", "xz_mb"}
+    if len({row["params"] for row in rows if row["params"]}) <= 1:
+        dropped.add("params")
+    rows = [{k: v for k, v in row.items() if k not in dropped} for row in rows]
     for header in rows[0]:
         table.add_column(header, overflow="fold")
     styles = {"accepted": "green", "rejected": "yellow", "failed": "red"}

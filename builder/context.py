@@ -27,6 +27,7 @@ class BuildContext:
     evaluator: Evaluator
     emit: EventSink
     held_out: Reference | None = None  # the part of the validation set the gate does not score
+    gate: Reference | None = None  # the set the gate scores, with the baseline's outputs (never trained on)
     _calibration: dict[str, EvalSet] = field(default_factory=dict)
     _references: dict[str, Reference] = field(default_factory=dict)
     _converted: dict[tuple[Path, int], tuple[Path, StepRecord]] = field(default_factory=dict)

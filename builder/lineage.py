@@ -97,6 +97,17 @@ class TrainingRecord(_Record):
     seconds: float
     torch: str
     qconfig: dict
+    data_sha256: str | None = None
+    final_loss: float | None = None
+    details: dict = {}  # technique-specific: the pruning schedule, distillation's teacher and control
+
+
+class ModelStatsRecord(_Record):
+    raw_bytes: int
+    compressed_bytes: int | None  # None: the file was too large to compress within the build
+    compressor: str
+    parameters: int
+    sparsity: float  # fraction of zeros among the weight tensors (2-D and up)
 
 
 class Lineage(_Record):
@@ -121,11 +132,14 @@ class Lineage(_Record):
     machine: MachineRecord
     accuracy_control: AccuracyControlRecord | None = None
     training: TrainingRecord | None = None
+    model_stats: ModelStatsRecord | None = None
+    parent_chain: list[str] = []  # the variants this one was built on, source side first
+    pruning: dict | None = None  # what rebuilds a structurally pruned model from the factory (the plan)
 
     def as_json(self) -> dict:
         """The JSON document: sections a technique did not add are left out, not written as null."""
         data = self.model_dump(mode="json")
-        for optional in ("accuracy_control", "training"):
+        for optional in ("accuracy_control", "training", "model_stats", "pruning"):
             if data[optional] is None:
                 del data[optional]
         return data
@@ -171,9 +185,11 @@ def draft(
     export_steps,  # the export artifact's StepRecords
     baseline_latency,
     threads: int | None,
+    ancestors=(),  # the Artifacts this one was built on (parent first, then its parent, ...)
 ) -> LineageDraft:
     """The lineage of one accepted variant, but for its version numbers."""
     artifact = result.artifact
+    chain = [*reversed(ancestors), artifact]
     decision = result.decision
     primary, *checks = decision.checks
 
@@ -187,8 +203,11 @@ def draft(
         }
 
     factory = loaded.recipe.source.factory if source.kind == "pytorch" else None
-    # a variant's own steps follow the export's, except for techniques that start from the source
-    steps = ([] if artifact.parent == "source" else list(export_steps)) + list(artifact.steps)
+    # every step from the source: the export's (unless the chain starts from the source model), then
+    # each ancestor's (a pruned model under an INT8 one), then the variant's own
+    steps = [] if chain[0].parent == "source" else list(export_steps)
+    for link in chain:
+        steps += list(link.steps)
     fields = {
         "model": model,
         "variant": result.name,
@@ -217,5 +236,8 @@ def draft(
         ),
         "accuracy_control": artifact.accuracy_control.as_record() if artifact.accuracy_control else None,
         "training": artifact.training.as_record() if artifact.training else None,
+        "model_stats": result.stats.as_dict() if result.stats else None,
+        "parent_chain": [chain[0].parent] + [link.variant for link in chain[:-1]],
+        "pruning": next((link.pruning for link in reversed(chain) if link.pruning), None),
     }
     return LineageDraft(fields)

@@ -68,6 +68,7 @@ class PerformanceDecision:
     comparisons: tuple[LatencyComparison, ...] = ()
     size_bytes: int | None = None
     reference_size_bytes: int | None = None
+    size_measure: str = "raw"  # or the compressor both files were compressed with before comparing
 
     @property
     def slowest(self) -> LatencyComparison | None:
@@ -101,8 +102,9 @@ class PerformanceDecision:
                 f"{slowest.batch_size} ({slowest.candidate_ms:.3g} vs {slowest.reference_ms:.3g} ms; median of "
                 f"{slowest.rounds} interleaved rounds{confirmed}; allowed up to {1 + self.tolerance:.2f}x)"
             )
+        measured = "" if self.size_measure == "raw" else f" compressed with {self.size_measure}"
         return (
-            f"objective size: {self.size_bytes} bytes, not smaller than the FP32 export's "
+            f"objective size: {self.size_bytes} bytes{measured}, not smaller than the FP32 export's "
             f"{self.reference_size_bytes}"
         )
 
@@ -114,6 +116,7 @@ class PerformanceDecision:
             "latency_vs_fp32_export": [c.as_dict() for c in self.comparisons],
             "size_bytes": self.size_bytes,
             "fp32_export_size_bytes": self.reference_size_bytes,
+            "size_measure": self.size_measure,
         }
 
 
@@ -124,8 +127,11 @@ def judge(
     *,
     size_bytes: int | None = None,
     reference_size_bytes: int | None = None,
+    size_measure: str = "raw",
 ) -> PerformanceDecision:
-    return PerformanceDecision(objective, tolerance, tuple(comparisons), size_bytes, reference_size_bytes)
+    return PerformanceDecision(
+        objective, tolerance, tuple(comparisons), size_bytes, reference_size_bytes, size_measure
+    )
 
 
 def interleaved_rounds(

@@ -26,7 +26,7 @@ from tritium.builder import export as exporting
 from tritium.builder import lineage
 from tritium.builder import report as reporting
 from tritium.builder.advice import plan_warnings
-from tritium.builder.artifacts import MODEL_SUFFIXES, Artifact
+from tritium.builder.artifacts import MODEL_SUFFIXES, ONNX_PLATFORM, Artifact
 from tritium.builder.context import BuildContext
 from tritium.builder.data import EvalSet, hold_out, load_dataset, synthetic_inputs
 from tritium.builder.device import check_device, objective_on, with_device
@@ -43,6 +43,7 @@ from tritium.builder.events import (
     fan_out,
     ignore,
 )
+from tritium.builder.model_stats import ModelStats, onnx_stats
 from tritium.builder.performance import PerformanceRule
 from tritium.builder.plan import SOURCE, Plan, PlannedStep, plan_recipe
 from tritium.builder.profiling import measure, profile_batch_sizes
@@ -169,6 +170,7 @@ class _Build:
                 self.evaluator,
                 self.emit,
                 held_out=held_out,
+                gate=Reference(gate_set, reference),
             )
             results = self.variants(ctx, baseline.evaluation, gate_set, reference)
             results = self.profile(ctx, results)
@@ -279,6 +281,8 @@ class _Build:
             Task(self.emit, "variants", len(self.plan.steps)) as task,
         ):
             for step in self.plan.steps:
+                if step.explicit_parent and done[step.parent].status is not VariantStatus.ACCEPTED:
+                    step = replace(step, blocked=_parent_not_accepted(step, done[step.parent]))
                 parent = self.parent_of(step, done, ctx)
                 self.emit(VariantStarted(step.name, step.kind, parent.variant if parent else SOURCE))
                 task.describe(f"variant {step.name}: producing + validating")
@@ -295,7 +299,7 @@ class _Build:
         if step.parent == EXPORT:
             return ctx.export
         parent = done[step.parent]
-        if parent.status is VariantStatus.ACCEPTED and parent.artifact is not None:
+        if parent.artifact is not None and (parent.status is VariantStatus.ACCEPTED or step.blocked):
             return parent.artifact
         return ctx.export  # the planned fallback: never build on a graph that was turned down
 
@@ -326,6 +330,7 @@ class _Build:
                 decision=decision,
                 size_bytes=artifact.size_bytes,
                 artifact=artifact,
+                stats=_stats(artifact),
             )
             if not decision.accepted:
                 reason = "; ".join((decision.reason, *artifact.notes))
@@ -404,6 +409,7 @@ class _Build:
                         export_steps=exported.artifact.steps,
                         baseline_latency=outcome.baseline.latency,
                         threads=self.threads,
+                        ancestors=_ancestors(m, outcome),
                     ),
                     parent_key=m.artifact.parent if m.artifact.parent in keys else None,
                     key=m.name,
@@ -429,6 +435,30 @@ class _Build:
             for model_name, members in groups.items()
             for member, number in zip(members, numbers[model_name], strict=True)
         }
+
+
+def _ancestors(result: VariantResult, outcome: BuildResult) -> list[Artifact]:
+    """The artifacts ``result`` was built on, its parent first (export and source excluded)."""
+    by_name = {v.name: v for v in outcome.variants}
+    found, parent = [], result.artifact.parent
+    while parent in by_name and by_name[parent].artifact is not None:
+        found.append(by_name[parent].artifact)
+        parent = by_name[parent].artifact.parent
+    return found
+
+
+def _stats(artifact: Artifact) -> ModelStats | None:
+    if artifact.platform != ONNX_PLATFORM:
+        return None
+    return onnx_stats(artifact.path, compress=True if artifact.judge_compressed else None)
+
+
+def _parent_not_accepted(step: PlannedStep, parent: VariantResult) -> str:
+    return (
+        f"its parent {parent.name} was {parent.status}"
+        + (f" ({parent.reason})" if parent.reason else "")
+        + ": nothing is built on a model the build turned down"
+    )
 
 
 def _write_reports(outcome: BuildResult) -> dict[str, Path]:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tritium.errors import RecipeError
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+_FACTORY = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 
 
 class _Strict(BaseModel):
@@ -174,6 +175,11 @@ class Objective(str, Enum):
 class _Variant(_Strict):
     name: str | None = Field(default=None, description="Variant name in reports and lineage")
     objective: Objective = Objective.LATENCY
+    parent: str | None = Field(
+        default=None,
+        description="Start from this earlier variant's model (e.g. INT8 on a pruned model) instead of the "
+        "technique's default; fails when that variant is not accepted",
+    )
 
     @field_validator("name")
     @classmethod
@@ -264,6 +270,82 @@ class QatInt8Variant(_Variant):
     )
 
 
+class _Tuning(_Strict):
+    """Overrides of the recipe's ``training`` section for one variant."""
+
+    epochs: int | None = Field(default=None, ge=1, le=100_000, description="Overrides training.epochs")
+    learning_rate: float | None = Field(
+        default=None, gt=0, le=10, description="Overrides training.learning_rate"
+    )
+
+
+class PruneUnstructuredVariant(_Variant, _Tuning):
+    """Global magnitude pruning of every Conv/Linear weight to ``sparsity``, gradually over the
+    fine-tuning epochs (torch.nn.utils.prune), the masks then made permanent. Dense CPU kernels run
+    zeros as fast as any weight, so what it buys is a file that compresses: judged on size."""
+
+    kind: Literal["prune-unstructured"] = "prune-unstructured"
+    objective: Objective = Objective.SIZE
+    sparsity: float = Field(gt=0, lt=1, description="Fraction of the weights set to zero, e.g. 0.5 or 0.9")
+    schedule: Literal["gradual", "one-shot"] = Field(
+        default="gradual",
+        description="gradual: the sparsity rises over the epochs (cubic, Zhu & Gupta 2017); one-shot: all "
+        "at once before fine-tuning",
+    )
+
+
+class PruneStructuredVariant(_Variant, _Tuning):
+    """Channels/filters (conv nets), FFN neurons and attention heads (transformers) removed physically
+    with torch-pruning's dependency graph, then fine-tuned: a smaller dense model."""
+
+    kind: Literal["prune-structured"] = "prune-structured"
+    amount: float = Field(gt=0, lt=1, description="Fraction of the channels (or neurons, heads) removed")
+    scope: Literal["per-layer", "global"] = Field(
+        default="per-layer",
+        description="per-layer: every layer loses 'amount'; global: ranked across layers (uneven)",
+    )
+    ignored_layers: list[str] = Field(
+        default_factory=list,
+        description="Module names, name prefixes or globs ('*.attention.*') left whole, e.g. the hidden-size "
+        "layers of a transformer",
+    )
+
+
+class StudentSpec(_Strict):
+    factory: str | None = Field(
+        default=None,
+        pattern=_FACTORY,
+        description="module:function building the student; default: the source's",
+    )
+    kwargs: dict[str, object] = Field(
+        default_factory=dict, description="Arguments for the factory, e.g. {width: 8} for a narrower model"
+    )
+
+
+class DistillVariant(_Variant, _Tuning):
+    """Knowledge distillation: a smaller student trained on the teacher's (the source's) outputs. A
+    control (the same student, same data, no teacher) is trained beside it and reported."""
+
+    kind: Literal["distill"] = "distill"
+    student: StudentSpec
+    temperature: float = Field(default=4.0, gt=0, le=100, description="Softens both logit distributions")
+    alpha: float = Field(
+        default=0.7,
+        ge=0,
+        le=1,
+        description="Weight of the teacher's soft targets; 1 - alpha: the hard labels",
+    )
+    control: bool = Field(
+        default=True, description="Also train the student without the teacher and report it"
+    )
+    labelled: int | None = Field(
+        default=None,
+        ge=1,
+        description="Keep the labels of only the first N training samples: the rest is an unlabelled transfer "
+        "set only the teacher can teach from (the control trains on the N labelled ones)",
+    )
+
+
 class OpenVinoPrecision(str, Enum):
     """How OpenVINO's CPU plugin computes (its ``INFERENCE_PRECISION_HINT``)."""
 
@@ -314,6 +396,9 @@ Variant = Annotated[
     | OnnxFp16Variant
     | TorchScriptVariant
     | QatInt8Variant
+    | PruneUnstructuredVariant
+    | PruneStructuredVariant
+    | DistillVariant
     | OpenVinoFp32Variant
     | OpenVinoInt8Variant,
     Field(discriminator="kind"),
@@ -328,6 +413,12 @@ def variant_name(variant: _Variant) -> str:
         name += "-per-channel"
     if getattr(variant, "accuracy_control", None) is not None:
         name += "-controlled"
+    if isinstance(variant, PruneUnstructuredVariant):
+        name += f"-{round(variant.sparsity * 100):g}"
+    if isinstance(variant, PruneStructuredVariant):
+        name += f"-{round(variant.amount * 100):g}"
+    if variant.parent is not None:
+        name = f"{variant.parent}.{name}"
     return name
 
 
@@ -335,9 +426,6 @@ class LossName(str, Enum):
     CROSS_ENTROPY = "cross_entropy"  # against the dataset's integer labels
     MSE = "mse"  # mean squared error to the FP32 baseline's outputs (no labels needed)
     COSINE = "cosine"  # 1 - cosine similarity to the FP32 baseline's outputs (embeddings)
-
-
-_FACTORY = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 
 
 class TrainingSpec(_Strict):
@@ -589,6 +677,9 @@ _TAGS = {
     "onnx-int8-static",
     "onnx-fp16",
     "qat-int8",
+    "prune-unstructured",
+    "prune-structured",
+    "distill",
     "openvino-fp32",
     "openvino-int8",
 }  # discriminator values pydantic adds to error locations: not fields

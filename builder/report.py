@@ -32,6 +32,11 @@ def _rows(outcome: BuildResult) -> list[dict]:
                 "drop": primary.drop if primary else None,
                 "checks": {c.metric: c.value for c in result.decision.checks[1:]} if result.decision else {},
                 "size_mb": result.size_bytes / 1e6 if result.size_bytes else None,
+                "xz_mb": result.stats.compressed_bytes / 1e6
+                if result.stats and result.stats.compressed_bytes
+                else None,
+                "sparsity": result.stats.sparsity if result.stats else None,
+                "params": result.stats.parameters if result.stats else None,
                 "latency_vs_fp32": _slowest_ratio(result),
                 "p50_b1_ms": _latency_at(result, 1),
                 f"p50_b{large}_ms": _latency_at(result, large),
@@ -109,6 +114,14 @@ def _plot(outcome: BuildResult, path: Path) -> Path | None:
     )
     ax.axhline(limit, color="tab:red", linestyle="--", linewidth=1)
     handles.append(Line2D([], [], color="tab:red", linestyle="--", label="budget limit"))
+    front = _pareto_front(
+        [(x, v) for r, x, v in points if r.status.value == "accepted" and x == x],
+        budget_line.higher_is_better,
+    )
+    if len(front) > 1:
+        ax.plot(*zip(*front, strict=True), color="tab:green", linewidth=1, linestyle=":")
+    if front:
+        handles.append(Line2D([], [], color="tab:green", linestyle=":", label="accepted Pareto front"))
     ax.legend(handles=handles, fontsize=8, loc="best")
     ax.set_xlabel(f"p50 latency at batch {large} (ms); rejected variants are not profiled (x=0)")
     ax.set_ylabel(budget_line.metric)
@@ -118,6 +131,17 @@ def _plot(outcome: BuildResult, path: Path) -> Path | None:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _pareto_front(points: list[tuple[float, float]], higher_is_better: bool) -> list[tuple[float, float]]:
+    """The points no other point beats on both latency (lower) and metric, sorted by latency."""
+    sign = 1 if higher_is_better else -1
+    front, best = [], float("-inf")
+    for latency, value in sorted(points, key=lambda p: (p[0], -sign * p[1])):
+        if sign * value > best:
+            front.append((latency, value))
+            best = sign * value
+    return front
 
 
 def _accuracy_control(result: VariantResult) -> dict | None:
@@ -145,6 +169,10 @@ def _build_json(outcome: BuildResult) -> dict:
                 for c in (result.decision.checks if result.decision else ())
             ],
             "size_bytes": result.size_bytes,
+            "model_stats": result.stats.as_dict() if result.stats else None,
+            "training": result.artifact.training.as_record().model_dump(mode="json")
+            if result.artifact and result.artifact.training
+            else None,
             "performance": result.performance.as_dict() if result.performance else None,
             "latency": [p.as_dict() for p in result.latency],
             "model": ref.model if ref else None,

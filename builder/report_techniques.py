@@ -102,7 +102,46 @@ def _training(result: VariantResult) -> Section:
         f"{record.technique}: {record.epochs} epochs, learning rate {record.learning_rate}, {loop}, seed "
         f"{record.seed}, {record.seconds:.1f} s (torch {record.torch}); loss per epoch: {losses}"
     )
+    lines = [f"## Training: {result.name} ({result.status.value})", "", text, ""]
+    facts = _details(record.details)
+    if facts:
+        lines += [f"- {fact}" for fact in facts] + [""]
+    items = "".join(f"<li>{html.escape(fact)}</li>" for fact in facts)
     return Section(
-        [f"## Training: {result.name} ({result.status.value})", "", text, ""],
-        f"<h2>Training: {html.escape(result.name)}</h2><p>{html.escape(text)}</p>",
+        lines,
+        f"<h2>Training: {html.escape(result.name)}</h2><p>{html.escape(text)}</p>"
+        + (f"<ul>{items}</ul>" if items else ""),
     )
+
+
+def _details(details: dict) -> list[str]:
+    """The facts a pruning or distillation run adds, one line each (the control beside the student)."""
+    facts = []
+    if "target_sparsity" in details:
+        facts.append(
+            f"sparsity {details['sparsity']:.4f} of {details['prunable_weights']} Conv/Linear weights "
+            f"(target {details['target_sparsity']}, {details['schedule']}: "
+            f"{', '.join(f'{s:.3f}' for s in details['sparsity_per_epoch'])} per epoch)"
+        )
+    if "macs_before" in details:
+        facts.append(
+            f"parameters {details['parameters_before']} → {details['parameters_after']}, "
+            f"MACs {details['macs_before']} → {details['macs_after']} ({details['library']})"
+        )
+    if "student_parameters" in details:
+        facts.append(
+            f"student {details['student']} {details['student_kwargs']}: {details['student_parameters']} "
+            f"parameters, {details['parameter_reduction']}x fewer than the teacher; loss: {details['loss']}; "
+            f"{details['labelled_samples']} labelled of {details['transfer_samples']} training samples"
+        )
+    control = details.get("control")
+    if control and control.get("trained") and "value" in control:
+        gain = control["student_value"] - control["value"]
+        facts.append(
+            f"control (same student, same data, no teacher): {control['metric']} {control['value']:.4f}; "
+            f"distilled {control['student_value']:.4f} ({gain:+.4f}: distillation "
+            f"{'beats' if gain > 0 else 'does not beat'} the control)"
+        )
+    elif control:
+        facts.append(f"control: not trained ({control.get('why', '')})")
+    return facts

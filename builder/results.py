@@ -14,6 +14,7 @@ from pathlib import Path
 from tritium.builder.artifacts import Artifact
 from tritium.builder.gate import GateDecision
 from tritium.builder.metrics import Score
+from tritium.builder.model_stats import ModelStats
 from tritium.builder.perf_gate import PerformanceDecision
 from tritium.builder.profiling import LatencyPoint
 from tritium.builder.recipe import LoadedRecipe
@@ -49,6 +50,7 @@ class VariantResult:
     size_bytes: int | None = None
     latency: tuple[LatencyPoint, ...] = ()
     artifact: Artifact | None = None
+    stats: ModelStats | None = None  # raw and compressed size, parameters, sparsity (ONNX variants)
 
 
 @dataclass(frozen=True)

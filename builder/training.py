@@ -7,8 +7,9 @@ to the user's own loop instead.
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,8 @@ class TrainingSummary:
     losses: tuple[float, ...]
     seconds: float
     qconfig: dict = field(default_factory=dict)
+    data_sha256: str | None = None  # the training samples (inputs and labels) as the loop saw them
+    details: dict = field(default_factory=dict)  # what the technique adds (pruning schedule, distillation)
 
     def as_record(self) -> TrainingRecord:
         import torch
@@ -51,6 +54,9 @@ class TrainingSummary:
             seconds=round(self.seconds, 2),
             torch=torch.__version__,
             qconfig=self.qconfig,
+            data_sha256=self.data_sha256,
+            final_loss=float(f"{self.losses[-1]:.6g}") if self.losses else None,
+            details=self.details,
         )
 
 
@@ -63,6 +69,22 @@ def load_training_set(loaded: LoadedRecipe, spec: TrainingSpec) -> EvalSet:
             hint="add labels to the training set, or use loss 'mse' or 'cosine' (to the baseline's outputs)",
         )
     return data
+
+
+def data_sha256(data: EvalSet) -> str:
+    """A hash of the samples in their order: the lineage says which data a model was trained on."""
+    digest = hashlib.sha256()
+    for batch in data.batches:
+        for name in sorted(batch.inputs):
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(batch.inputs[name]).tobytes())
+        if batch.labels is not None:
+            digest.update(np.ascontiguousarray(batch.labels).tobytes())
+    return digest.hexdigest()
+
+
+# loss(model output, labels or None, teacher output or None) -> scalar tensor
+LossFn = Callable[[object, "np.ndarray | None", object], object]
 
 
 def _minibatches(
@@ -110,8 +132,18 @@ def fine_tune(
     output_names: list[str],
     task: Task | None = None,
     work: Path | None = None,
+    loss_fn: LossFn | None = None,
+    needs_teacher: bool = False,
+    before_epoch: Callable[[int], None] | None = None,
+    data: EvalSet | None = None,
 ) -> TrainingSummary:
-    """Train ``model`` in place (train mode); ``teacher`` (the FP32 baseline) gives mse/cosine targets."""
+    """Train ``model`` in place (train mode); ``teacher`` (the FP32 baseline) gives mse/cosine targets.
+
+    ``loss_fn`` replaces the recipe's loss (distillation mixes the teacher's soft targets with the
+    labels; ``needs_teacher`` runs the teacher on each batch for it); ``before_epoch(epoch)`` runs
+    before each epoch (a pruning schedule raises the sparsity there); ``data`` replaces the
+    recipe's training set.
+    """
     import torch
 
     started = time.perf_counter()
@@ -134,21 +166,24 @@ def fine_tune(
             technique, spec, epochs, learning_rate, None, (), time.perf_counter() - started
         )
 
-    data = load_training_set(loaded, spec)
+    data = data if data is not None else load_training_set(loaded, spec)
     output_index = output_names.index(spec.output) if spec.output else 0
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
     generator = torch.Generator().manual_seed(spec.seed)
     losses = []
     for epoch in range(epochs):
+        if before_epoch is not None:
+            before_epoch(epoch)
         total, count = 0.0, 0
         for inputs, labels in _minibatches(data, spec.batch_size, generator):
             tensors = [torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in input_names]
             target = None
-            if spec.loss is not LossName.CROSS_ENTROPY:
+            if needs_teacher or (loss_fn is None and spec.loss is not LossName.CROSS_ENTROPY):
                 with torch.no_grad():
                     target = _select(teacher(*tensors), output_index)
             optimizer.zero_grad()
-            loss = _loss(spec, _select(model(*tensors), output_index), labels, target)
+            output = _select(model(*tensors), output_index)
+            loss = loss_fn(output, labels, target) if loss_fn else _loss(spec, output, labels, target)
             if not torch.isfinite(loss):
                 raise ExportError(
                     f"training diverged in epoch {epoch + 1} (loss {loss.item()})",
@@ -162,7 +197,14 @@ def fine_tune(
         if task is not None:
             task.advance(description=f"{technique}: epoch {epoch + 1}/{epochs}, loss {losses[-1]:.4g}")
     return TrainingSummary(
-        technique, spec, epochs, learning_rate, data.samples, tuple(losses), time.perf_counter() - started
+        technique,
+        spec,
+        epochs,
+        learning_rate,
+        data.samples,
+        tuple(losses),
+        time.perf_counter() - started,
+        data_sha256=data_sha256(data),
     )
 
 

@@ -179,6 +179,21 @@ def build() -> SentenceEncoder:
     return SentenceEncoder(transformer.eval()).eval()
 
 
+def student(layers: int = 3) -> SentenceEncoder:
+    """A shallower MiniLM for distillation: ``layers`` of the teacher's 6 transformer layers, evenly
+    spaced (first and last kept), their weights the starting point."""
+    from transformers import AutoModel
+
+    transformer = AutoModel.from_pretrained(model_path(), attn_implementation="eager")
+    total = len(transformer.encoder.layer)
+    if not 1 <= layers <= total:
+        raise ValueError(f"layers must be between 1 and {total}, got {layers}")
+    keep = [round(i * (total - 1) / (layers - 1)) for i in range(layers)] if layers > 1 else [total - 1]
+    transformer.encoder.layer = nn.ModuleList(transformer.encoder.layer[i] for i in keep)
+    transformer.config.num_hidden_layers = layers
+    return SentenceEncoder(transformer.eval()).eval()
+
+
 def tokenize(sentences: list[str], max_length: int = 128) -> dict[str, np.ndarray]:
     encoded = tokenizer()(
         sentences, padding=True, truncation=True, max_length=max_length, return_tensors="np"

@@ -21,9 +21,22 @@ def test_digits_meets_accuracy_and_writes_three_versions(example_builds):
         "int8-static": ACCEPTED,
         "fp16": ACCEPTED,
         "qat-int8": ACCEPTED,
+        "prune-unstructured-90": ACCEPTED,
+        "prune-unstructured-90.int8-static": ACCEPTED,
+        "prune-structured-50": ACCEPTED,
+        "distill": ACCEPTED,
     }, {v.name: v.reason for v in digits.variants}
     model = read_model(repository, "digits")
-    assert [v.lineage["variant"] for v in model.versions] == ["fp32", "int8-static", "fp16", "qat-int8"]
+    assert [v.lineage["variant"] for v in model.versions] == [
+        "fp32",
+        "int8-static",
+        "fp16",
+        "qat-int8",
+        "prune-unstructured-90",
+        "prune-unstructured-90.int8-static",
+        "prune-structured-50",
+        "distill",
+    ]
     by_name = {v.name: v for v in digits.variants}
     assert by_name["int8-static"].size_bytes * 3 < by_name["fp32"].size_bytes
 
@@ -73,6 +86,22 @@ def test_minilm_accuracy_control_brings_per_tensor_int8_within_budget(example_bu
     assert "accuracy_control.dataset" in lineage["accuracy_control"]["search_set"]
     report = results["minilm"].reports["markdown"].read_text()
     assert "## Accuracy control: int8-dynamic-controlled (accepted)" in report
+
+
+def test_digits_pruning_and_distillation(example_builds):
+    _, results = example_builds
+    digits = {v.name: v for v in results["digits"].variants}
+    fp32 = digits["fp32"].stats
+    pruned, stacked = digits["prune-unstructured-90"], digits["prune-unstructured-90.int8-static"]
+    assert abs(pruned.stats.sparsity - 0.9) <= 0.01 and pruned.decision.checks[0].drop <= 0.01
+    assert fp32.raw_bytes / pruned.stats.compressed_bytes >= 7  # xz; measured 7.47x
+    assert fp32.raw_bytes / stacked.stats.compressed_bytes >= 10  # measured 23x
+    structured = digits["prune-structured-50"]
+    assert structured.stats.parameters * 3.5 < fp32.parameters
+    student = digits["distill"].artifact.training.details
+    assert student["parameter_reduction"] >= 4 and "value" in student["control"]
+    report = results["digits"].reports["markdown"].read_text()
+    assert "## Training: distill (accepted)" in report and "control (same student" in report
 
 
 def test_digits_qat_next_to_static_int8(example_builds):

@@ -361,3 +361,117 @@ def calibrate_only(model: nn.Module, batches: int = 1) -> None:
     generator = torch.Generator().manual_seed(0)
     for _ in range(batches):
         model(torch.randn(32, 16, generator=generator))
+
+
+class SmallCnn(nn.Module):
+    """conv(1→w) → conv(w→2w) → pool → fc(2w·16→64) → fc(64→10): the digits CNN, narrower."""
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(2 * width * 16, 64), nn.ReLU(), nn.Linear(64, 10))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(pixels))
+
+
+def small_cnn(width: int = 16) -> SmallCnn:
+    return SmallCnn(width)
+
+
+def failing_student(width: int = 4) -> nn.Module:
+    raise ValueError(f"no student of width {width}")
+
+
+def write_cnn_project(folder: Path, **overrides) -> Path:
+    """scikit-learn's digits, a small CNN trained on them in a few seconds (seeded), and a recipe
+    with the pruning and distillation variants (train / calibration / validation splits apart)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    folder.mkdir(parents=True, exist_ok=True)
+    digits = load_digits()
+    pixels = (digits.images / 16.0).astype(np.float32)[:, None]
+    x_train, x_val, y_train, y_val = train_test_split(
+        pixels, digits.target.astype(np.int64), test_size=0.2, random_state=0, stratify=digits.target
+    )
+    torch.manual_seed(0)
+    model = small_cnn()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(8):
+        for index in torch.randperm(len(xt), generator=generator).split(64):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(xt[index]), yt[index]).backward()
+            optimizer.step()
+    torch.save(model.state_dict(), folder / "cnn.pt")
+    np.savez(folder / "train.npz", pixels=x_train, labels=y_train)
+    np.savez(folder / "val.npz", pixels=x_val, labels=y_val)
+    np.savez(folder / "calib.npz", pixels=x_train[:256])
+    recipe = {
+        "name": "cnn",
+        "source": {
+            "kind": "pytorch",
+            "factory": "tests.builder.tiny_models:small_cnn",
+            "state_dict": "cnn.pt",
+        },
+        "inputs": [{"name": "pixels", "dtype": "FP32", "shape": ["batch", 1, 8, 8], "range": [0, 1]}],
+        "outputs": [{"name": "logits"}],
+        "validation": {"dataset": {"kind": "npz", "path": "val.npz", "batch_size": 128}, "metric": "top1"},
+        "budget": 0.02,
+        "variants": [
+            {"kind": "onnx-fp32", "objective": "none"},
+            {"kind": "prune-unstructured", "sparsity": 0.9, "learning_rate": 0.001},
+            {
+                "kind": "onnx-int8-static",
+                "parent": "prune-unstructured-90",
+                "objective": "size",
+                "calibration": {"dataset": {"kind": "npz", "path": "calib.npz", "labels": None}},
+            },
+            {
+                "kind": "prune-structured",
+                "amount": 0.5,
+                "epochs": 6,
+                "learning_rate": 0.002,
+                "objective": "none",
+            },
+            {
+                "kind": "distill",
+                "student": {"kwargs": {"width": 4}},
+                "alpha": 0.5,
+                "epochs": 12,
+                "learning_rate": 0.005,
+                "objective": "none",
+            },
+            {
+                "kind": "distill",
+                "name": "distill-few-labels",
+                "student": {"kwargs": {"width": 4}},
+                "labelled": 50,
+                "epochs": 12,
+                "learning_rate": 0.005,
+                "objective": "none",
+            },
+        ],
+        "training": {
+            "dataset": {"kind": "npz", "path": "train.npz"},
+            "loss": "cross_entropy",
+            "epochs": 3,
+            "learning_rate": 0.0001,
+            "seed": 0,
+        },
+        "triton": {"max_batch_size": 16},
+        "profile": {"batch_sizes": [1, 16], "iterations": 3, "warmup": 1, "max_seconds_per_point": 0.2},
+        "performance": {"seconds": 0.1},
+    }
+    recipe.update(overrides)
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
