@@ -286,7 +286,9 @@ class PruneUnstructuredVariant(_Variant, _Tuning):
 
     kind: Literal["prune-unstructured"] = "prune-unstructured"
     objective: Objective = Objective.SIZE
-    sparsity: float = Field(gt=0, lt=1, description="Fraction of the weights set to zero, e.g. 0.5 or 0.9")
+    # In (0, 1); checked by the step (builder/steps/prune_unstructured.py), not here, so that a bad value
+    # fails this variant alone and the recipe's other variants still build.
+    sparsity: float = Field(description="Fraction of the weights set to zero, in (0, 1), e.g. 0.5 or 0.9")
     schedule: Literal["gradual", "one-shot"] = Field(
         default="gradual",
         description="gradual: the sparsity rises over the epochs (cubic, Zhu & Gupta 2017); one-shot: all "
@@ -299,7 +301,8 @@ class PruneStructuredVariant(_Variant, _Tuning):
     with torch-pruning's dependency graph, then fine-tuned: a smaller dense model."""
 
     kind: Literal["prune-structured"] = "prune-structured"
-    amount: float = Field(gt=0, lt=1, description="Fraction of the channels (or neurons, heads) removed")
+    # In (0, 1); checked by the step, so a bad value fails this variant alone (like sparsity above).
+    amount: float = Field(description="Fraction of the channels (or neurons) removed, in (0, 1)")
     scope: Literal["per-layer", "global"] = Field(
         default="per-layer",
         description="per-layer: every layer loses 'amount'; global: ranked across layers (uneven)",

@@ -75,6 +75,8 @@ class PruneStructured(Technique):
     parent = Parent.SOURCE
 
     def cannot_apply(self, variant, recipe: Recipe) -> str | None:
+        if not 0 < variant.amount < 1:
+            return f"amount {variant.amount:g} is outside (0, 1): give a fraction such as 0.25 or 0.5"
         return needs_torch_and_training("structured pruning", recipe)
 
     def produce(self, job: Job, ctx: BuildContext) -> Artifact:

@@ -76,6 +76,8 @@ class PruneUnstructured(Technique):
     parent = Parent.SOURCE
 
     def cannot_apply(self, variant, recipe: Recipe) -> str | None:
+        if not 0 < variant.sparsity < 1:
+            return f"sparsity {variant.sparsity:g} is outside (0, 1): give a fraction such as 0.5 or 0.9"
         return needs_torch_and_training("unstructured pruning", recipe)
 
     def produce(self, job: Job, ctx: BuildContext) -> Artifact:

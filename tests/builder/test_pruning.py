@@ -169,16 +169,25 @@ def test_a_rebuild_gives_the_same_metrics(cnn_build, tmp_path):
 # -- bad input -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sparsity", [0, 1, 1.5, -0.1])
-def test_a_sparsity_outside_0_1_is_a_one_line_recipe_error(tmp_path, capsys, sparsity):
+@pytest.mark.parametrize(
+    ("field", "value"), [("sparsity", 0), ("sparsity", 1), ("sparsity", 1.5), ("amount", -0.1)]
+)
+def test_a_fraction_outside_0_1_fails_its_variant_alone_in_one_line(
+    tmp_path, capsys, monkeypatch, field, value
+):
+    monkeypatch.setenv("COLUMNS", "250")
+    kind = "prune-unstructured" if field == "sparsity" else "prune-structured"
     recipe = write_tiny_project(
         tmp_path / "p",
-        variants=[{"kind": "onnx-fp32"}, {"kind": "prune-unstructured", "sparsity": sparsity}],
+        variants=[{"kind": "onnx-fp32", "objective": "none"}, {"kind": kind, field: value, "name": "bad"}],
         training={"dataset": {"kind": "npz", "path": "val.npz"}, "loss": "cross_entropy"},
     )
-    assert main(["build", str(recipe), "-r", str(tmp_path / "repo"), "--quiet"]) == 2
-    error = capsys.readouterr().err.strip()
-    assert len(error.splitlines()) == 1 and "'variants[1].sparsity'" in error, error
+    code = main(["build", str(recipe), "-r", str(tmp_path / "repo"), "-o", str(tmp_path / "o"), "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 7, captured
+    assert len(captured.err.strip().splitlines()) == 1
+    assert f"bad failed: {field} {value:g} is outside (0, 1)" in captured.out, captured.out
+    assert "written: {'tiny': [1]}" in captured.out  # the other variant still built
 
 
 def test_pruning_a_model_without_prunable_layers_fails_alone(tmp_path, capsys, monkeypatch):
