@@ -312,6 +312,11 @@ class PruneStructuredVariant(_Variant, _Tuning):
         description="Module names, name prefixes or globs ('*.attention.*') left whole, e.g. the hidden-size "
         "layers of a transformer",
     )
+    heads: bool = Field(
+        default=False,
+        description="Transformers: also remove whole attention heads ('amount' of each layer's heads; the "
+        "query/key/value layers of modules with num_attention_heads), keeping the head size",
+    )
 
 
 class StudentSpec(_Strict):

@@ -8,6 +8,9 @@ pruning history (each group's layer and removed indices): the factory's model wi
 weights, replayed through that history (:func:`replay`), is the pruned architecture again, ready for
 the fine-tuned weights. The lineage keeps that plan.
 
+With ``heads: true``, whole attention heads go too (transformers' query/key/value layers, each
+head keeping its size; the modules' head counts follow).
+
 The layer that produces a model output keeps its channels (a classifier keeps its classes); more
 layers can be kept whole with ``ignored_layers`` (on MiniLM the hidden-size layers must be: with
 torch 2.13 torch-pruning's defaults crashed there).
@@ -61,12 +64,34 @@ def _matches(name: str, pattern: str) -> bool:
     return name == pattern or name.startswith(pattern + ".") or fnmatchcase(name, pattern)
 
 
+def _attention_modules(model) -> list[tuple[str, object]]:
+    """Self-attention modules as Hugging Face transformers write them: query/key/value Linear layers
+    and a ``num_attention_heads`` (BERT, MiniLM, RoBERTa...)."""
+    return [
+        (name, m)
+        for name, m in model.named_modules()
+        if hasattr(m, "num_attention_heads") and all(hasattr(m, part) for part in ("query", "key", "value"))
+    ]
+
+
+def _sync_heads(model) -> dict[str, int]:
+    """After heads were removed, each attention module's head count follows its query layer (the
+    forward pass reshapes by head size; the attributes are what a reader of the model sees)."""
+    heads = {}
+    for name, module in _attention_modules(model):
+        module.num_attention_heads = module.query.out_features // module.attention_head_size
+        module.all_head_size = module.query.out_features
+        heads[name] = module.num_attention_heads
+    return heads
+
+
 def replay(model, example, plan: dict):
     """Apply a recorded pruning ``plan`` to ``model`` (the factory's, source weights loaded)."""
     import torch_pruning as tp
 
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
     graph.load_pruning_history(plan["history"])
+    _sync_heads(model)
     return model
 
 
@@ -111,6 +136,14 @@ class PruneStructured(Technique):
                 f"variant {job.name}: no prunable layers left: every Conv/Linear is an output layer or ignored",
                 hint="remove layers from ignored_layers, or remove the variant for this model",
             )
+        attention = _attention_modules(model) if spec.heads else []
+        if spec.heads and not attention:
+            raise ExportError(
+                f"variant {job.name}: heads: true, but the model has no attention module with query/key/value "
+                "layers and num_attention_heads",
+                hint="remove 'heads' (it prunes transformer attention heads), or prune channels only",
+            )
+        heads_before = {name: int(m.num_attention_heads) for name, m in attention}
         recorder = Recorder()
         before_macs, before_params = tp.utils.count_ops_and_params(model, example)
         params = {
@@ -119,7 +152,20 @@ class PruneStructured(Technique):
             "amount": spec.amount,
             "scope": spec.scope,
             "ignored_layers": sorted(kept),
+            "heads": spec.heads,
         }
+        head_options = {}
+        if attention:  # whole heads out of query/key/value together, each head keeping its size
+            head_options = {
+                "num_heads": {
+                    getattr(m, part): int(m.num_attention_heads)
+                    for _, m in attention
+                    for part in ("query", "key", "value")
+                },
+                "prune_num_heads": True,
+                "prune_head_dims": False,
+                "head_pruning_ratio": spec.amount,
+            }
         with recorder.timed("prune-channels", params):
             try:
                 pruner = tp.pruner.MetaPruner(
@@ -129,6 +175,7 @@ class PruneStructured(Technique):
                     pruning_ratio=spec.amount,
                     global_pruning=spec.scope == "global",
                     ignored_layers=[roots[n] for n in sorted(kept)],
+                    **head_options,
                 )
                 pruner.step()
             except Exception as exc:
@@ -139,7 +186,12 @@ class PruneStructured(Technique):
             history = [
                 [name, bool(out), [int(i) for i in idxs]] for name, out, idxs in pruner.DG.pruning_history()
             ]
+            heads_after = _sync_heads(model) if attention else {}
             after_macs, after_params = tp.utils.count_ops_and_params(model, example)
+            if attention:
+                params["attention_heads"] = {
+                    name: [heads_before[name], heads_after[name]] for name in heads_before
+                }
             params.update(
                 macs_before=int(before_macs),
                 macs_after=int(after_macs),
@@ -169,6 +221,7 @@ class PruneStructured(Technique):
             "parameters_after": int(after_params),
             "macs_before": int(before_macs),
             "macs_after": int(after_macs),
+            "attention_heads": params.get("attention_heads", {}),
         }
         recorder.add(StepRecord("pruning-plan", {"groups": len(history)}, 0.0))
         details = {k: v for k, v in plan.items() if k != "history"} | {

@@ -15,7 +15,13 @@ import tritonclient.grpc as grpcclient
 import yaml
 from onnx import numpy_helper
 
-from tests.builder.tiny_models import small_cnn, write_cnn_project, write_tiny_project
+from tests.builder.tiny_models import (
+    small_cnn,
+    tiny_bert,
+    write_bert_project,
+    write_cnn_project,
+    write_tiny_project,
+)
 from tritium.builder.model_stats import COMPRESSOR, compressed_size
 from tritium.builder.pipeline import ACCEPTED, FAILED, build_recipe
 from tritium.builder.steps.prune_structured import replay
@@ -123,6 +129,59 @@ def test_the_recorded_plan_rebuilds_the_pruned_architecture(cnn_build):
     )
     # the exporter writes Linear weights as Gemm(transB=1) [out, in]; compare as sets of dims
     assert sorted(sorted(s) for s in onnx_shapes) == sorted(sorted(s) for s in torch_shapes)
+
+
+def test_structured_pruning_removes_whole_attention_heads_of_a_transformer(tmp_path):
+    """heads: true on a 4-head BERT: half the heads and half the FFN neurons go, the hidden-size
+    layers kept whole (ignored_layers); the exported model runs and the replayed plan matches it."""
+    recipe = write_bert_project(
+        tmp_path / "p",
+        source={"kind": "pytorch", "factory": "tests.builder.tiny_models:tiny_bert", "kwargs": {"heads": 4}},
+        variants=[
+            {
+                "kind": "prune-structured", "amount": 0.5, "heads": True, "epochs": 1, "objective": "none",
+                "ignored_layers": ["*.attention.output.dense", "*.output.dense", "bert.pooler.dense"],
+            }
+        ],
+        training={"dataset": {"kind": "npz", "path": "val.npz", "labels": None}, "loss": "mse"},
+        budget=100.0,
+    )  # fmt: skip
+    result = build_recipe(
+        recipe, repository=tmp_path / "repo", output_dir=tmp_path / "o", show_progress=False
+    )
+    (pruned,) = result.variants
+    assert pruned.artifact is not None, pruned.reason
+    plan = pruned.artifact.pruning
+    assert plan["attention_heads"] == {"bert.encoder.layer.0.attention.self": [4, 2]}
+    assert plan["parameters_after"] < plan["parameters_before"]
+    model = tiny_bert(heads=4)
+    example = (torch.ones(2, 12, dtype=torch.int64), torch.ones(2, 12, dtype=torch.int64))
+    replay(model.eval(), example, plan)
+    attention = model.bert.encoder.layer[0].attention.self
+    assert attention.num_attention_heads == 2 and tuple(attention.query.weight.shape) == (16, 32)
+    assert tuple(model.bert.encoder.layer[0].intermediate.dense.weight.shape) == (32, 32)  # FFN 64 -> 32
+    path = _version_path(tmp_path, result, pruned.name) / "model.onnx"
+    graph = onnx.load(str(path))
+    shapes = {tuple(t.dims) for t in graph.graph.initializer}
+    assert (32, 16) in shapes or (16, 32) in shapes  # query/key/value with 2 heads of 8
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (embedding,) = session.run(None, {"input_ids": example[0].numpy(), "attention_mask": example[1].numpy()})
+    assert embedding.shape == (2, 32)
+
+
+def test_heads_on_a_model_without_attention_fails_alone(tmp_path):
+    recipe = write_cnn_project(
+        tmp_path / "p",
+        variants=[
+            {"kind": "onnx-fp32", "objective": "none"},
+            {"kind": "prune-structured", "amount": 0.5, "heads": True, "objective": "none"},
+        ],
+    )
+    result = build_recipe(
+        recipe, repository=tmp_path / "repo", output_dir=tmp_path / "o", show_progress=False
+    )
+    assert result.variants[0].status == ACCEPTED
+    assert result.variants[1].status == FAILED and "no attention module" in result.variants[1].reason
 
 
 @pytest.mark.slow

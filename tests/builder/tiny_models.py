@@ -55,7 +55,7 @@ class TinyBertEncoder(nn.Module):
     writes ``sym_shape_infer_temp.onnx`` (and its external data) into the working directory.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, heads: int = 2) -> None:
         super().__init__()
         import transformers
 
@@ -63,7 +63,7 @@ class TinyBertEncoder(nn.Module):
             vocab_size=100,
             hidden_size=32,
             num_hidden_layers=1,
-            num_attention_heads=2,
+            num_attention_heads=heads,
             intermediate_size=64,
             max_position_embeddings=64,
         )
@@ -127,9 +127,9 @@ def var_args() -> VarArgs:
     return VarArgs()
 
 
-def tiny_bert() -> TinyBertEncoder:
+def tiny_bert(heads: int = 2) -> TinyBertEncoder:
     torch.manual_seed(0)
-    return TinyBertEncoder()
+    return TinyBertEncoder(heads)
 
 
 def tiny_classifier() -> TinyClassifier:
