@@ -288,7 +288,9 @@ class PruneUnstructuredVariant(_Variant, _Tuning):
     objective: Objective = Objective.SIZE
     # In (0, 1); checked by the step (builder/steps/prune_unstructured.py), not here, so that a bad value
     # fails this variant alone and the recipe's other variants still build.
-    sparsity: float = Field(description="Fraction of the weights set to zero, in (0, 1), e.g. 0.5 or 0.9")
+    sparsity: float = Field(
+        allow_inf_nan=False, description="Fraction of the weights set to zero, in (0, 1), e.g. 0.5 or 0.9"
+    )
     schedule: Literal["gradual", "one-shot"] = Field(
         default="gradual",
         description="gradual: the sparsity rises over the epochs (cubic, Zhu & Gupta 2017); one-shot: all "
@@ -302,7 +304,9 @@ class PruneStructuredVariant(_Variant, _Tuning):
 
     kind: Literal["prune-structured"] = "prune-structured"
     # In (0, 1); checked by the step, so a bad value fails this variant alone (like sparsity above).
-    amount: float = Field(description="Fraction of the channels (or neurons) removed, in (0, 1)")
+    amount: float = Field(
+        allow_inf_nan=False, description="Fraction of the channels (or neurons) removed, in (0, 1)"
+    )
     scope: Literal["per-layer", "global"] = Field(
         default="per-layer",
         description="per-layer: every layer loses 'amount'; global: ranked across layers (uneven)",

@@ -322,3 +322,23 @@ def test_an_over_budget_parent_fails_the_stack_with_its_reason(tmp_path):
         and "OVER BUDGET" in child.reason
     )
     assert "nothing is built on a model the build turned down" in child.reason
+
+
+@pytest.mark.parametrize(
+    ("variant", "field"),
+    [
+        ({"kind": "prune-structured", "amount": 0.5, "heads": "sometimes"}, "heads"),
+        ({"kind": "prune-structured", "amount": 0.5, "heads": [[[True]]]}, "heads"),
+        ({"kind": "prune-unstructured", "sparsity": "lots"}, "sparsity"),
+        ({"kind": "prune-unstructured", "sparsity": "9" * 5000}, "sparsity"),
+    ],
+)
+def test_a_wrong_typed_pruning_field_is_a_one_line_recipe_error(tmp_path, capsys, variant, field):
+    recipe = write_tiny_project(
+        tmp_path / "p",
+        variants=[{"kind": "onnx-fp32"}, variant],
+        training={"dataset": {"kind": "npz", "path": "val.npz"}, "loss": "cross_entropy"},
+    )
+    assert main(["build", str(recipe), "-r", str(tmp_path / "repo"), "--quiet"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and f"variants[1].{field}" in error and len(error) < 2000, error

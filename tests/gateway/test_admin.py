@@ -185,3 +185,26 @@ def test_a_dry_run_put_checks_everything_and_changes_nothing(gw, tmp_path):
     assert (
         httpx.get(f"{gw.url}/admin/routes/echo", headers=AUTH).json()["route"]["targets"][0]["version"] == "1"
     )
+
+
+@pytest.mark.parametrize(
+    ("params", "headers", "hold"),
+    [
+        ({}, {"if-match": "x" * 5000}, None),  # huge
+        ({}, {"if-match": "\u00e9tag\u2603".encode()}, None),  # raw UTF-8 bytes
+        ({"dry_run": "maybe"}, {}, None),  # wrong type
+        ({}, {}, {"by": "r" * 500, "until": 9e9}),  # huge holder
+        ({}, {}, {"by": "release x", "until": "tomorrow"}),  # wrong type
+        ({}, {}, {"by": "release x", "until": 9e9, "extra": {"a": [[[[1]]]]}}),  # unknown, nested
+        ({}, {}, "held"),  # not an object
+    ],
+)
+def test_hostile_if_match_dry_run_and_hold_are_4xx_and_change_nothing(gw, tmp_path, params, headers, hold):
+    before = (tmp_path / "routes.yaml").read_text()
+    route = {"targets": [{"alias": "stable", "model": "echo", "version": "2", "weight": 100}]}
+    if hold is not None:
+        route["hold"] = hold
+    answer = httpx.put(f"{gw.url}/admin/routes/echo", params=params, json=route, headers={**AUTH, **headers})
+    assert 400 <= answer.status_code < 500 and answer.json()["error"], answer.text
+    assert len(answer.json()["error"].splitlines()) == 1
+    assert (tmp_path / "routes.yaml").read_text() == before
