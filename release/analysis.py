@@ -1,7 +1,7 @@
 """Where a release reads each arm's traffic from: Prometheus (summed over every gateway replica it
 scrapes, as Flagger judges a canary), or the gateways' own windows added up.
 
-Both give the same typed :class:`ArmWindow` per target alias for one model since a moment, so the
+Both give the same typed :class:`ArmWindow` (the gateway's ``WindowSummary``) per target alias for one model since a moment, so the
 pure judgement in :mod:`tritium.release.plan` does not care which.
 """
 
@@ -9,25 +9,15 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from typing import Protocol
 
 import httpx
 
 from tritium.errors import UnavailableError, UserInputError
+from tritium.gateway.stats import WindowSummary
 
-
-@dataclass(frozen=True)
-class ArmWindow:
-    requests: int
-    errors: int  # upstream errors only: client mistakes never count against a model
-    p99_s: float | None  # None: no timed request in the window
-
-    @property
-    def error_rate(self) -> float:
-        return self.errors / self.requests if self.requests else 0.0
-
-
+# One arm's window: the gateway's own type, so the gateway's canary judgement applies unchanged.
+ArmWindow = WindowSummary
 EMPTY = ArmWindow(0, 0, None)
 
 

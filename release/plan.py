@@ -115,29 +115,18 @@ def judge_step(
     max_p99_ratio: float,
     p99_slack_ms: float,
 ) -> Verdict:
-    """One canary step the release drives itself (a fleet, or Prometheus analysis): the candidate's
-    window against stable's, with the thresholds the gateway's own controller applies."""
-    if candidate.requests < min_requests:
-        return Verdict(
-            False,
-            f"waiting for {min_requests} candidate requests, have {candidate.requests}",
-            enough_data=False,
-        )
-    allowed = stable.error_rate + max_error_rate_increase
-    if candidate.error_rate > allowed:
-        return Verdict(
-            False,
-            f"candidate error rate {candidate.error_rate:.3f} over {candidate.requests} requests exceeds "
-            f"stable {stable.error_rate:.3f} + {max_error_rate_increase:.3f}",
-        )
-    if candidate.p99_s is not None and stable.p99_s is not None:
-        allowed_p99 = stable.p99_s * max_p99_ratio + p99_slack_ms / 1000
-        if candidate.p99_s > allowed_p99:
-            return Verdict(
-                False,
-                f"candidate p99 {candidate.p99_s * 1000:.1f} ms exceeds stable p99 {stable.p99_s * 1000:.1f} ms "
-                f"x {max_p99_ratio} + {p99_slack_ms} ms",
-            )
+    """One canary step the release drives itself (a fleet, or Prometheus analysis): the gateway's own
+    canary judgement (gateway/canary.py), on the fleet's windows."""
+    from tritium.gateway.canary import judge
+    from tritium.gateway.routes import CanaryPolicy
+
+    policy = CanaryPolicy(
+        min_requests=min_requests, max_error_rate_increase=max_error_rate_increase,
+        max_p99_ratio=max_p99_ratio, p99_slack_ms=p99_slack_ms,
+    )  # fmt: skip
+    verdict = judge(policy, candidate, stable)
+    if not verdict.enough_data or verdict.breach is not None:
+        return Verdict(False, verdict.reason, enough_data=verdict.enough_data)
     return Verdict(
         True,
         f"candidate {candidate.requests} requests, error rate {candidate.error_rate:.3f}, "

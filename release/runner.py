@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -225,7 +225,7 @@ class Runner:
                 verdict.ok,
                 f"{percent} %: {verdict.reason} ({self.analysis.source})",
                 step=percent,
-                arms={alias: vars(arm) for alias, arm in arms.items()},
+                arms={alias: asdict(arm) for alias, arm in arms.items()},
             )
             if not verdict.ok:
                 self._restore(Outcome.ROLLED_BACK, verdict.reason)
@@ -290,7 +290,7 @@ class Runner:
         verdict, arms = self._judge_window(time.time(), o.ab_window_s, None)
         r.decide(
             "ab", verdict.ok, f"{verdict.reason} ({self.analysis.source})",
-            arms={alias: vars(arm) for alias, arm in arms.items()},
+            arms={alias: asdict(arm) for alias, arm in arms.items()},
         )  # fmt: skip
         if not verdict.ok:
             self._restore(Outcome.ROLLED_BACK, verdict.reason)

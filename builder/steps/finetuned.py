@@ -12,6 +12,13 @@ from tritium.builder.runners import TorchRunner, default_threads
 from tritium.builder.training import TrainingSummary, fine_tune
 
 
+def fraction_error(field: str, value: float, examples: str) -> str | None:
+    """Why a fraction the recipe gives (a sparsity, an amount) cannot be used: it must lie in (0, 1)."""
+    if 0 < value < 1:
+        return None
+    return f"{field} {value:g} is outside (0, 1): give a fraction such as {examples}"
+
+
 def needs_torch_and_training(what: str, recipe: Recipe) -> str | None:
     """Why ``what`` cannot apply to this recipe: it needs a PyTorch source and a ``training`` section."""
     if recipe.source.kind != "pytorch":

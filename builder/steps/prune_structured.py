@@ -27,7 +27,13 @@ from tritium.builder.context import BuildContext
 from tritium.builder.model_stats import torch_parameters
 from tritium.builder.recipe import PruneStructuredVariant, Recipe
 from tritium.builder.steps.base import Job, Parent, Technique
-from tritium.builder.steps.finetuned import example_inputs, export_trained, needs_torch_and_training, train
+from tritium.builder.steps.finetuned import (
+    example_inputs,
+    export_trained,
+    fraction_error,
+    needs_torch_and_training,
+    train,
+)
 from tritium.errors import ExportError, cause_text
 
 
@@ -100,9 +106,9 @@ class PruneStructured(Technique):
     parent = Parent.SOURCE
 
     def cannot_apply(self, variant, recipe: Recipe) -> str | None:
-        if not 0 < variant.amount < 1:
-            return f"amount {variant.amount:g} is outside (0, 1): give a fraction such as 0.25 or 0.5"
-        return needs_torch_and_training("structured pruning", recipe)
+        return fraction_error("amount", variant.amount, "0.25 or 0.5") or needs_torch_and_training(
+            "structured pruning", recipe
+        )
 
     def produce(self, job: Job, ctx: BuildContext) -> Artifact:
         try:

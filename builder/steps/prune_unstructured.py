@@ -17,7 +17,7 @@ from tritium.builder.artifacts import Artifact, Recorder, StepRecord
 from tritium.builder.context import BuildContext
 from tritium.builder.recipe import PruneUnstructuredVariant, Recipe
 from tritium.builder.steps.base import Job, Parent, Technique
-from tritium.builder.steps.finetuned import export_trained, needs_torch_and_training, train
+from tritium.builder.steps.finetuned import export_trained, fraction_error, needs_torch_and_training, train
 from tritium.errors import ExportError
 
 
@@ -76,9 +76,9 @@ class PruneUnstructured(Technique):
     parent = Parent.SOURCE
 
     def cannot_apply(self, variant, recipe: Recipe) -> str | None:
-        if not 0 < variant.sparsity < 1:
-            return f"sparsity {variant.sparsity:g} is outside (0, 1): give a fraction such as 0.5 or 0.9"
-        return needs_torch_and_training("unstructured pruning", recipe)
+        return fraction_error("sparsity", variant.sparsity, "0.5 or 0.9") or needs_torch_and_training(
+            "unstructured pruning", recipe
+        )
 
     def produce(self, job: Job, ctx: BuildContext) -> Artifact:
         spec: PruneUnstructuredVariant = job.variant
